@@ -1,0 +1,71 @@
+"""`iad-edge` command line: one sub-command per module in :mod:`edge.commands`.
+
+Each command module defines ``register(subparsers)`` which adds its parser and
+sets ``func`` to a callable ``(args) -> int``. Commands are imported only when
+the CLI starts, and a command whose optional dependencies are missing says so
+instead of breaking the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from edge import __version__
+from edge.errors import IadError
+
+COMMAND_MODULES = (
+    "demo",
+    "inspect",
+    "calibrate",
+    "run",
+    "check",
+    "schema",
+    "eval",
+    "make_dataset",
+    "explain",
+    "generate",
+    "assistant",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iad-edge", description="On-line industrial anomaly inspection appliance.")
+    parser.add_argument("--version", action="version", version=f"iad-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"edge.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"edge.commands.{name}":
+                continue  # command not shipped in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except IadError as exc:
+        print(f"iad-edge {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

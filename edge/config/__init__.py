@@ -1,0 +1,9 @@
+"""Recipe (calibration YAML) models and loading.
+
+``load_recipe`` is the one entry point the rest of the runtime uses.
+"""
+
+from edge.config.recipe import Recipe
+from edge.config.loader import RecipeError, load_recipe
+
+__all__ = ["Recipe", "RecipeError", "load_recipe"]

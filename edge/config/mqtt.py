@@ -1,0 +1,37 @@
+"""MQTT connection to the PLC-side broker."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from edge.config.base import RecipePath, StrictModel
+
+
+class MqttTlsConfig(StrictModel):
+    """TLS files for the broker connection."""
+
+    ca_file: RecipePath = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Optional[RecipePath] = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Optional[RecipePath] = Field(None, description="Client private key (PEM) for mutual TLS.")
+
+
+class MqttConfig(StrictModel):
+    """Broker address, credentials and topics. Topics live under `iad/<line>/<station>/`."""
+
+    enabled: bool = Field(True, description="Publish decisions over MQTT; false prints them locally only.")
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS by convention).")
+    client_id: Optional[str] = Field(None, description="MQTT client id; default iad-edge-<line>-<station>.")
+    keepalive_s: int = Field(10, ge=1, le=3600, description="Keep-alive interval; the broker publishes the LWT after 1.5x this.")
+    username: Optional[str] = Field(None, description="User name for the broker.")
+    password_file: Optional[RecipePath] = Field(None, description="File holding the password (never put the password in the YAML).")
+    tls: Optional[MqttTlsConfig] = Field(None, description="TLS settings; null for a plain connection.")
+    topic_root: Optional[str] = Field(None, description="Topic root; default iad/<line>/<station>.")
+    payload_format: Literal["json", "plain"] = Field(
+        "json", description="'plain' publishes decisions as 'trigger_id;verdict;score;latency_ms' for PLCs without a JSON parser."
+    )
+    outbox: RecipePath = Field(
+        "outbox.sqlite", description="SQLite outbox that keeps full results until the broker acknowledges them."
+    )

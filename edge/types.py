@@ -1,0 +1,84 @@
+"""Plain data passed between the stages of the lane.
+
+Kept free of any backend or transport so that every module can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One acquired image and where it came from.
+
+    ``trigger_id`` is the producer's frame id (or a counter) and tags every
+    message about this part; ``trigger_time`` is the wall-clock time (epoch
+    seconds) of the trigger, from which the decision window is measured.
+    """
+
+    image: np.ndarray
+    trigger_id: int
+    trigger_time: float
+    source: str = ""
+    name: str = ""
+    ground_truth: Optional[np.ndarray] = None  # bool mask of an injected defect (synthetic source)
+    defect_type: Optional[str] = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Region:
+    """A connected component of the thresholded anomaly map, in original frame pixels.
+
+    ``bbox`` is ``[x0, y0, x1, y1]`` with x1/y1 exclusive (x1 = x0 + width).
+    """
+
+    bbox: list[int]
+    area_px: int
+    centroid: list[float]
+    peak: float
+    mean: float
+    location: str
+    area_mm2: Optional[float] = None
+    rejects: bool = True
+    feature: Optional[np.ndarray] = field(default=None, repr=False)  # pooled L2-normalised DINOv2 feature
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "bbox": [int(v) for v in self.bbox],
+            "area_px": int(self.area_px),
+            "centroid": [round(float(v), 2) for v in self.centroid],
+            "peak": round(float(self.peak), 6),
+            "mean": round(float(self.mean), 6),
+            "location": self.location,
+            "rejects": bool(self.rejects),
+        }
+        if self.area_mm2 is not None:
+            out["area_mm2"] = round(float(self.area_mm2), 4)
+        return out
+
+
+@dataclass
+class InspectionResult:
+    """Everything the expert and the rules concluded about one image."""
+
+    score: float
+    verdict: str  # "OK" | "NG"
+    reason: str
+    regions: list[Region]
+    anomaly_map: np.ndarray = field(repr=False)  # float32, frame size (zeros outside the ROI)
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
+    patch_features: Optional[np.ndarray] = field(default=None, repr=False)  # [tiles, h, w, D]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "score": round(float(self.score), 6),
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "regions": [r.to_json() for r in self.regions],
+            "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
+        }
