@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -25,3 +25,24 @@ class AssistantConfig(StrictModel):
     backlog: int = Field(8, ge=1, description="Jobs waiting; when full the oldest is dropped and a 'skipped' note published.")
     prototypes: Optional[RecipePath] = Field(None, description="Defect-type prototypes (.npz) from `iad-edge calibrate --defects`.")
     spool: RecipePath = Field("assistant-spool", description="Folder where the lane drops NG jobs when the assistant runs beside it.")
+    # --- added by the assistant lane (issue 7) -----------------------------------------
+    sched_idle: bool = Field(
+        True, description="Run under the SCHED_IDLE policy: the assistant only gets CPU time the real-time lane leaves idle."
+    )
+    io_priority: Literal["idle", "best-effort", "unchanged"] = Field(
+        "idle", description="IO scheduling class of the assistant process (ioprio_set); 'idle' never competes with the lane's disk writes."
+    )
+    busy_signal: Optional[str] = Field(
+        None, description="Name of the shared-memory flag the lane sets while frames are in flight; default iad-busy-<line>-<station>."
+    )
+    vlm_handler: Literal["auto", "mtmd", "qwen25vl"] = Field(
+        "auto", description="llama-cpp-python chat handler for a VLM with an mmproj: 'mtmd' (generic, Qwen3.5 / Qwen2.5-VL), 'qwen25vl', or 'auto'."
+    )
+    top_k: int = Field(3, ge=1, le=20, description="Defect-type candidates (nearest prototypes) given to the model per region.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 = greedy (reproducible answers).")
+    seed: int = Field(0, description="Sampling seed of llama.cpp.")
+    mqtt_intake: bool = Field(True, description="Take NG jobs from the MQTT `result` topic (the spool folder is always read).")
+    max_regions: int = Field(4, ge=1, le=64, description="Regions explained per NG part (strongest first); the others are listed without text.")
+    self_test_every_s: Optional[float] = Field(
+        None, gt=0, description="Every this many seconds, inject a generated defect into the latest good frame (off the decision path) and publish whether the expert caught it on `status`; null = off."
+    )

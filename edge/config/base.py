@@ -7,10 +7,12 @@ Schema that editors use for completion.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 
 class StrictModel(BaseModel):
@@ -31,8 +33,18 @@ def _resolve_against_recipe(value: Path, info: ValidationInfo) -> Path:
     value = Path(value).expanduser()
     if base is not None and not value.is_absolute():
         value = Path(base) / value
-    return Path(str(value))
+    return Path(os.path.normpath(value))
 
 
 RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]
 """A filesystem path in a recipe; relative paths resolve against the recipe's folder."""
+
+
+def rule_error(field: str, message: str) -> PydanticCustomError:
+    """A cross-field error that points at ``field`` (dotted, relative to the model raising it).
+
+    A plain ``ValueError`` in a model validator is reported at the model's own
+    location; the loader reads ``ctx['field']`` to send the technician to the
+    line of the field that needs the fix instead.
+    """
+    return PydanticCustomError("recipe_rule", "{message}", {"message": message, "field": field})

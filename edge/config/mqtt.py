@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from edge.config.base import RecipePath, StrictModel
+from edge.config.base import RecipePath, StrictModel, rule_error
 
 
 class MqttTlsConfig(StrictModel):
@@ -15,6 +15,14 @@ class MqttTlsConfig(StrictModel):
     ca_file: RecipePath = Field(description="CA certificate (PEM) that signed the broker's certificate.")
     cert_file: Optional[RecipePath] = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: Optional[RecipePath] = Field(None, description="Client private key (PEM) for mutual TLS.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> "MqttTlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            present = "cert_file" if missing == "key_file" else "key_file"
+            raise rule_error(present, f"mutual TLS needs both cert_file and key_file: add {missing} or remove {present}")
+        return self
 
 
 class MqttConfig(StrictModel):
@@ -35,3 +43,9 @@ class MqttConfig(StrictModel):
     outbox: RecipePath = Field(
         "outbox.sqlite", description="SQLite outbox that keeps full results until the broker acknowledges them."
     )
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> "MqttConfig":
+        if self.password_file is not None and not self.username:
+            raise rule_error("password_file", "a password_file needs a username: add mqtt.username")
+        return self

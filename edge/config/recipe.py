@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, WithJsonSchema, field_validator, model_validator
 
 from edge.config.archive import ArchiveConfig
 from edge.config.assistant import AssistantConfig
-from edge.config.base import StrictModel
+from edge.config.base import StrictModel, rule_error
 from edge.config.decision import DecisionConfig, RulesConfig, ThresholdsConfig
 from edge.config.expert import BankConfig, ExpertConfig, RoiConfig, TilingConfig
 from edge.config.mqtt import MqttConfig
-from edge.config.source import SourceConfig
+from edge.config.source import GenicamSourceConfig, SourceConfig, SyntheticSourceConfig
 
 RECIPE_VERSION = 1
 
@@ -23,6 +23,14 @@ class Recipe(StrictModel):
     """An inspection recipe: camera, region expert, thresholds, rules, outputs."""
 
     version: Literal[1] = Field(description="Recipe format version; this appliance reads version 1.")
+    include: Annotated[
+        list[str],
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+    ] = Field(
+        default_factory=list,
+        description="Recipe files merged in UNDER this one (e.g. the thresholds that `iad-edge calibrate` writes to "
+        "<name>.generated.yaml): their values are defaults, keys written in this file win. Relative to this file's folder.",
+    )
     line: str = Field("line1", pattern=r"^[A-Za-z0-9_-]+$", description="Production line name (MQTT topic level).")
     station: str = Field("station1", pattern=r"^[A-Za-z0-9_-]+$", description="Station name on the line (MQTT topic level).")
     source: SourceConfig = Field(description="Where frames come from: synthetic, folder or genicam.")
@@ -41,10 +49,63 @@ class Recipe(StrictModel):
     _source_path: Optional[Path] = PrivateAttr(None)
     _source_text: str = PrivateAttr("")
 
+    _source_hash: str = PrivateAttr("")
+    _included: tuple[Path, ...] = PrivateAttr(())
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Union[str, list[str], None]) -> list[str]:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    def frame_size(self) -> Optional[tuple[int, int]]:
+        """(width, height) of the frames when the recipe fixes it (synthetic size or GenICam Width/Height)."""
+        src = self.source
+        if isinstance(src, SyntheticSourceConfig):
+            return src.width, src.height
+        if isinstance(src, GenicamSourceConfig):
+            nodes = {s.node: s.value for s in src.settings}
+            width, height = nodes.get("Width"), nodes.get("Height")
+            if isinstance(width, int) and isinstance(height, int) and not isinstance(width, bool) and not isinstance(height, bool):
+                return width, height
+        return None
+
     @model_validator(mode="after")
-    def _area_in_mm_needs_pitch(self) -> "Recipe":
+    def _cross_field_rules(self) -> "Recipe":
+        """Checks that span sections; each message names the field to fix and how."""
         if self.rules.min_area_mm2 is not None and self.pixel_pitch_mm is None:
-            raise ValueError("rules.min_area_mm2 needs pixel_pitch_mm (mm per pixel); set it or use rules.min_area_px")
+            raise rule_error("rules.min_area_mm2", "needs pixel_pitch_mm (mm per pixel): set pixel_pitch_mm or use rules.min_area_px")
+        for index, zone in enumerate(self.rules.zones):
+            where = f"rules.zones.{index}"
+            if zone.min_area_mm2 is not None and self.pixel_pitch_mm is None:
+                raise rule_error(f"{where}.min_area_mm2", "needs pixel_pitch_mm (mm per pixel): set pixel_pitch_mm or use min_area_px")
+            if zone.pixel is not None and zone.pixel < self.thresholds.pixel:
+                raise rule_error(
+                    f"{where}.pixel",
+                    f"zone threshold {zone.pixel:g} is below thresholds.pixel {self.thresholds.pixel:g}, so it can never apply "
+                    "(regions are cut at thresholds.pixel): lower thresholds.pixel or raise the zone's pixel",
+                )
+        size = self.frame_size()
+        if size is not None:
+            width, height = size
+            for index, zone in enumerate(self.rules.zones):
+                for number, (x, y) in enumerate(zone.polygon):
+                    if x > width or y > height:
+                        raise rule_error(
+                            f"rules.zones.{index}.polygon.{number}",
+                            f"point [{x:g}, {y:g}] is outside the {width}x{height} frame",
+                        )
+            if self.roi is not None:
+                if self.roi.x + self.roi.width > width:
+                    raise rule_error("roi.width", f"roi.x + roi.width = {self.roi.x + self.roi.width} exceeds the frame width {width}")
+                if self.roi.y + self.roi.height > height:
+                    raise rule_error("roi.height", f"roi.y + roi.height = {self.roi.y + self.roi.height} exceeds the frame height {height}")
+        if self.rules.always_reject and self.assistant.prototypes is None:
+            raise rule_error(
+                "rules.always_reject",
+                "defect types need prototypes: set assistant.prototypes (built by `iad-edge calibrate --defects DIR`)",
+            )
         return self
 
     @property
@@ -59,6 +120,17 @@ class Recipe(StrictModel):
 
     @property
     def sha256(self) -> str:
-        """Hash of the recipe text as read from disk (published so the PLC side can see which recipe decided)."""
+        """Hash of the recipe as read from disk, included files too (published so the PLC side sees which recipe decided)."""
+        if self._source_hash:
+            return self._source_hash
         text = self._source_text or self.model_dump_json()
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def included_paths(self) -> tuple[Path, ...]:
+        """Files merged in through `include:` (watched for live reload like the recipe itself)."""
+        return self._included
+
+    def effective(self) -> dict:
+        """The applied values as plain JSON (paths resolved): what `check --against` compares."""
+        return self.model_dump(mode="json")

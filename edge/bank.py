@@ -1,0 +1,236 @@
+"""The memory bank: patch features of good parts that test patches are compared with.
+
+Built by ``iad-edge calibrate`` from good images in exactly the inspection's
+tiling, so bank and test patches see the same scale. Saved as one ``.npz``
+next to the recipe with enough metadata to refuse a bank built for another
+expert. Optional: 8-rotation augmentation, greedy coreset, PCA foreground mask.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import cv2
+import numpy as np
+
+from edge.errors import BankError
+from edge.expert.base import Expert
+from edge.imageio import to_rgb8
+from edge.tiling import cut_tiles, plan_tiles
+
+log = logging.getLogger(__name__)
+
+BANK_FORMAT = "iad-bank/1"
+
+
+@dataclass
+class ForegroundPca:
+    """First principal component of good-part features: patches projecting below ``threshold`` are background."""
+
+    mean: np.ndarray  # [D]
+    component: np.ndarray  # [D], sign chosen so the part (centre of the image) projects positive
+    threshold: float = 0.0
+
+    def foreground(self, features: np.ndarray) -> np.ndarray:
+        """[..., D] features -> [...] bool foreground."""
+        return (features - self.mean) @ self.component > self.threshold
+
+
+@dataclass
+class Bank:
+    """L2-normalised good-part patch features [N, D] plus how they were made."""
+
+    features: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    pca: Optional[ForegroundPca] = None
+
+    @property
+    def size(self) -> int:
+        return int(self.features.shape[0])
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write atomically (temp file + rename): a crash never leaves half a bank."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32)}
+        if self.pca is not None:
+            arrays.update(pca_mean=self.pca.mean, pca_component=self.pca.component, pca_threshold=np.float32(self.pca.threshold))
+        meta = dict(self.meta, format=BANK_FORMAT)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "Bank":
+        path = Path(path)
+        if not path.is_file():
+            raise BankError(f"{path}: no memory bank here; build it with `iad-edge calibrate RECIPE --good DIR`")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                features = np.ascontiguousarray(data["features"], dtype=np.float32)
+                pca = None
+                if "pca_component" in data:
+                    pca = ForegroundPca(data["pca_mean"], data["pca_component"], float(data["pca_threshold"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise BankError(f"{path}: not a readable iad-edge bank ({exc}); rebuild it with `iad-edge calibrate`") from None
+        if meta.get("format") != BANK_FORMAT or features.ndim != 2 or features.shape[0] == 0:
+            raise BankError(f"{path}: not an {BANK_FORMAT} bank; rebuild it with `iad-edge calibrate`")
+        return cls(features, meta, pca)
+
+    def check_fits(self, expert: Expert, path: Union[str, Path] = "bank") -> None:
+        """Refuse a bank made by another expert (feature size, model hash, resolution)."""
+        if self.features.shape[1] != expert.feature_dim:
+            raise BankError(
+                f"{path}: bank features have {self.features.shape[1]} dims but the expert gives {expert.feature_dim}; "
+                "re-run `iad-edge calibrate` with this expert"
+            )
+        model_sha = expert_sha256(expert)
+        if self.meta.get("expert_sha256") and model_sha and self.meta["expert_sha256"] != model_sha:
+            raise BankError(f"{path}: bank was built with another expert model; re-run `iad-edge calibrate` with this one")
+
+
+def expert_sha256(expert: Expert) -> str:
+    """sha256 of the expert's model file as recorded in its manifest ('' if unknown)."""
+    files = expert.manifest.get("files", {})
+    for entry in files.values():
+        if isinstance(entry, dict) and "sha256" in entry:
+            return str(entry["sha256"])
+    return ""
+
+
+def rotations(image: np.ndarray) -> list[np.ndarray]:
+    """The image rotated by 0°, 45°, …, 315° about its centre (border replicated)."""
+    h, w = image.shape[:2]
+    out = [image]
+    for k in range(1, 8):
+        if k % 2 == 0:
+            out.append(np.ascontiguousarray(np.rot90(image, k // 2)) if h == w else cv2.rotate(image, (cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWISE)[k // 2 - 1]))
+        else:
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 45.0 * k, 1.0)
+            out.append(cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def greedy_coreset(features: np.ndarray, size: int, seed: int = 0, projection_dim: int = 128) -> np.ndarray:
+    """Indices of a greedy k-centre coreset (PatchCore's method) on a random projection."""
+    n = features.shape[0]
+    if size >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    reduced = features
+    if features.shape[1] > projection_dim:
+        proj = rng.standard_normal((features.shape[1], projection_dim)).astype(np.float32) / np.sqrt(projection_dim)
+        reduced = features @ proj
+    chosen = np.empty(size, dtype=np.int64)
+    chosen[0] = int(rng.integers(n))
+    min_dist = np.linalg.norm(reduced - reduced[chosen[0]], axis=1)
+    for i in range(1, size):
+        chosen[i] = int(np.argmax(min_dist))
+        np.minimum(min_dist, np.linalg.norm(reduced - reduced[chosen[i]], axis=1), out=min_dist)
+    return chosen
+
+
+def fit_foreground_pca(features_per_image: list[np.ndarray]) -> ForegroundPca:
+    """First PCA component of all good patches; sign so that image-centre patches are foreground."""
+    stacked = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features_per_image])
+    mean = stacked.mean(axis=0)
+    _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
+    component = vt[0].astype(np.float32)
+    centre_votes = 0.0
+    for grid in features_per_image:  # [g, g, D] per resized image
+        g = grid.shape[0]
+        c = grid[g // 4 : g - g // 4, g // 4 : g - g // 4].reshape(-1, grid.shape[-1])
+        centre_votes += float(((c - mean) @ component).mean())
+    if centre_votes < 0:
+        component = -component
+    return ForegroundPca(mean.astype(np.float32), component)
+
+
+def build_bank(
+    expert: Expert,
+    images: Iterable[np.ndarray],
+    recipe: Any,
+    progress: bool = True,
+    total: Optional[int] = None,
+) -> Bank:
+    """Patch features of good images, in the recipe's ROI and tiling, as a :class:`Bank`.
+
+    The expert runs with a one-row placeholder bank while features are
+    extracted (distances are not needed), so install the bank you want with
+    ``expert.set_bank`` / ``Inspector.set_bank`` afterwards. Calibration runs in
+    its own process, never on the live lane's expert.
+    """
+    from tqdm import tqdm  # progress bars only where a person is watching
+
+    cfg = recipe.bank
+    roi = recipe.roi
+    per_image: list[np.ndarray] = []
+    count = 0
+    expert.set_bank(placeholder_bank(expert.feature_dim))
+    for image in tqdm(images, total=total, desc="bank", unit="img", disable=not progress):
+        rgb = to_rgb8(image)
+        if roi is not None:
+            rgb = rgb[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width]
+        variants = rotations(rgb) if cfg.rotations else [rgb]
+        for variant in variants:
+            plan = plan_tiles(variant.shape[:2], recipe.tiling, expert.patch_size)
+            tiles = cut_tiles(variant, plan)
+            _, features = run_batched(expert, tiles, recipe.tiling.max_batch)  # features [T, g, g, D]
+            per_image.append(features)
+        count += 1
+    if not per_image:
+        raise BankError("no good images to build a bank from")
+    pca = fit_foreground_pca([f[0] for f in per_image]) if cfg.foreground_mask else None
+    rows = []
+    for features in per_image:
+        flat = features.reshape(-1, features.shape[-1])
+        if pca is not None:
+            keep = pca.foreground(flat)
+            flat = flat[keep] if keep.any() else flat
+        rows.append(flat)
+    bank = np.concatenate(rows).astype(np.float32)
+    full_size = bank.shape[0]
+    if cfg.coreset_max is not None and full_size > cfg.coreset_max:
+        log.info("coreset: %d -> %d patches", full_size, cfg.coreset_max)
+        bank = bank[greedy_coreset(bank, cfg.coreset_max)]
+    bank /= np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
+    meta = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "images": count,
+        "patches_before_coreset": full_size,
+        "patches": int(bank.shape[0]),
+        "feature_dim": int(bank.shape[1]),
+        "resolution": recipe.tiling.resolution,
+        "tiling": recipe.tiling.mode,
+        "rotations": cfg.rotations,
+        "foreground_mask": cfg.foreground_mask,
+        "expert_sha256": expert_sha256(expert),
+        "expert_architecture": expert.manifest.get("architecture", ""),
+    }
+    return Bank(np.ascontiguousarray(bank), meta, pca)
+
+
+def placeholder_bank(feature_dim: int) -> np.ndarray:
+    """A one-row bank for runs that only need the features (distances are discarded)."""
+    bank = np.zeros((1, feature_dim), dtype=np.float32)
+    bank[0, 0] = 1.0
+    return bank
+
+
+def run_batched(expert: Expert, tiles: np.ndarray, max_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run the expert over tiles in chunks of at most ``max_batch``."""
+    if tiles.shape[0] <= max_batch:
+        return expert.run(tiles)
+    parts = [expert.run(tiles[i : i + max_batch]) for i in range(0, tiles.shape[0], max_batch)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -1,0 +1,61 @@
+"""Files a recipe names that must exist before anything starts.
+
+A missing TLS certificate or GenTL producer should stop the technician at
+`iad-edge check`, with the line that names it, not minutes later as a
+connection error. Files the appliance writes itself (bank, outbox, archive)
+are not required.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Optional
+
+from edge.config.recipe import Recipe
+from edge.config.source import FolderSourceConfig, GenicamSourceConfig
+
+KeyPath = tuple[str, ...]
+
+
+def required_files(recipe: Recipe) -> Iterator[tuple[KeyPath, Path, str]]:
+    """(key path, path, kind) of every input file or folder the recipe names; kind is 'file' or 'folder'."""
+    expert = recipe.expert
+    if getattr(expert, "model", None) is not None:
+        yield ("expert", "model"), expert.model, "file"
+    if getattr(expert, "engine", None) is not None:
+        yield ("expert", "engine"), expert.engine, "file"
+    source = recipe.source
+    if isinstance(source, GenicamSourceConfig):
+        yield ("source", "producer"), source.producer, "file"
+    if isinstance(source, FolderSourceConfig):
+        yield ("source", "path"), source.path, "folder"
+    mqtt = recipe.mqtt
+    if mqtt.password_file is not None:
+        yield ("mqtt", "password_file"), mqtt.password_file, "file"
+    if mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            value: Optional[Path] = getattr(mqtt.tls, key)
+            if value is not None:
+                yield ("mqtt", "tls", key), value, "file"
+    assistant = recipe.assistant
+    if assistant.enabled:
+        for key in ("model", "mmproj"):
+            value = getattr(assistant, key)
+            if value is not None:
+                yield ("assistant", key), value, "file"
+    if recipe.rules.always_reject and assistant.prototypes is not None:
+        yield ("assistant", "prototypes"), assistant.prototypes, "file"
+
+
+def missing_files(recipe: Recipe) -> list[tuple[KeyPath, str]]:
+    """(key path, message) for each named input that does not exist or has the wrong kind."""
+    problems = []
+    for key_path, path, kind in required_files(recipe):
+        if kind == "folder":
+            if not path.is_dir():
+                what = "is a file, not a folder" if path.exists() else "folder not found"
+                problems.append((key_path, f"{what}: {path}"))
+        elif not path.is_file():
+            what = "is a folder, not a file" if path.exists() else "file not found"
+            problems.append((key_path, f"{what}: {path}"))
+    return problems

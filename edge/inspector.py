@@ -1,0 +1,183 @@
+"""One frame in, one inspection result out: the region expert's whole per-frame path.
+
+ROI crop → RGB → tiles → expert (patch distances + features) → stitched map
+(bilinear, σ = 4 px blur) → image score (top 1 %) → regions → verdict. This is
+the ``inspect`` path of the CLI and the decision core of the real-time lane.
+
+Thread safety: ``inspect`` may run on one thread while ``update_recipe`` is
+called from another; the recipe and bank are swapped as whole references, so
+a frame sees either the old or the new settings, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from edge.bank import Bank, run_batched
+from edge.config.recipe import Recipe
+from edge.errors import BadFrameError, ModelLoadError
+from edge.expert import load_expert
+from edge.expert.base import Expert
+from edge.imageio import check_frame, to_rgb8
+from edge.regions import extract_regions, pool_region_feature, region_mask
+from edge.scoring import image_score, smooth_map
+from edge.tiling import cut_tiles, patch_centers, plan_tiles, stitch_distances
+from edge.types import InspectionResult
+from edge.verdict import decide
+
+log = logging.getLogger(__name__)
+
+
+def check_resolution(recipe: Recipe, expert: Expert) -> None:
+    """The recipe's tile size must be the size the expert was exported (and its engine profiled) for."""
+    if recipe.tiling.resolution != expert.resolution:
+        raise ModelLoadError(
+            f"tiling.resolution is {recipe.tiling.resolution} but the expert was exported for {expert.resolution}: "
+            f"set tiling.resolution: {expert.resolution}, or re-export with `iad-export dinov2 --resolution "
+            f"{recipe.tiling.resolution}`"
+        )
+
+
+def _file_stamp(path: Path) -> Optional[tuple[int, int]]:
+    """(mtime_ns, size) of a file, to notice a bank rewritten in place by `iad-edge calibrate`."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Inspector:
+    """Holds the loaded expert, the installed bank and the current recipe."""
+
+    def __init__(self, recipe: Recipe, expert: Expert, bank: Optional[Bank] = None):
+        check_resolution(recipe, expert)
+        self.recipe = recipe
+        self.expert = expert
+        self.bank: Optional[Bank] = None
+        self.bank_path: Optional[Path] = None
+        self._bank_stamp: Optional[tuple[int, int]] = None
+        if bank is not None:
+            self.set_bank(bank)
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, bank_path: Union[str, Path, None] = None, load_bank: bool = True) -> "Inspector":
+        """Load the expert named by the recipe and (unless ``load_bank`` is false) its bank."""
+        inspector = cls(recipe, load_expert(recipe.expert))
+        if load_bank:
+            inspector.load_bank(bank_path or recipe.bank.path)
+        return inspector
+
+    def load_bank(self, path: Union[str, Path]) -> None:
+        bank = Bank.load(path)
+        bank.check_fits(self.expert, path)
+        self.set_bank(bank)
+        self.bank_path = Path(path)
+        self._bank_stamp = _file_stamp(self.bank_path)
+
+    def set_bank(self, bank: Bank) -> None:
+        """Install a bank (uploaded to the expert once; the next frame uses it)."""
+        bank.check_fits(self.expert)
+        self.expert.set_bank(bank.features)
+        self.bank = bank
+
+    def update_recipe(self, recipe: Recipe) -> None:
+        """Apply a new recipe between frames.
+
+        A changed ``expert`` section loads the new expert (and its bank) before
+        anything is swapped; a changed bank path or bank file reloads the bank.
+        If loading fails, the running expert, bank and recipe stay in place.
+        """
+        expert, bank, bank_path = self.expert, self.bank, self.bank_path
+        if recipe.expert != self.recipe.expert:
+            expert = load_expert(recipe.expert)
+        check_resolution(recipe, expert)
+        new_path = Path(recipe.bank.path)
+        if expert is not self.expert or new_path != bank_path or _file_stamp(new_path) != self._bank_stamp:
+            bank = Bank.load(new_path)
+            bank.check_fits(expert, new_path)
+            expert.set_bank(bank.features)
+            bank_path = new_path
+        old_expert = self.expert
+        self.expert, self.bank, self.bank_path, self.recipe = expert, bank, bank_path, recipe
+        self._bank_stamp = _file_stamp(bank_path) if bank_path else None
+        if old_expert is not expert:
+            old_expert.close()
+
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        """Inspect one frame (gray or BGR, uint8 or uint16, any size)."""
+        recipe, bank = self.recipe, self.bank  # one consistent snapshot for this frame
+        if bank is None:
+            raise BadFrameError("no memory bank installed: run `iad-edge calibrate` first")
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        check_frame(image)
+        frame_h, frame_w = image.shape[:2]
+        ox, oy, roi_h, roi_w = 0, 0, frame_h, frame_w
+        if recipe.roi is not None:
+            roi = recipe.roi
+            if roi.x + roi.width > frame_w or roi.y + roi.height > frame_h:
+                raise BadFrameError(
+                    f"ROI x={roi.x} y={roi.y} {roi.width}x{roi.height} does not fit the {frame_w}x{frame_h} frame"
+                )
+            ox, oy, roi_h, roi_w = roi.x, roi.y, roi.height, roi.width
+            image = image[oy : oy + roi_h, ox : ox + roi_w]
+        rgb = to_rgb8(image)
+        plan = plan_tiles((roi_h, roi_w), recipe.tiling, self.expert.patch_size)
+        tiles = cut_tiles(rgb, plan)
+        timings["preprocess"] = _ms(t0)
+
+        t1 = time.perf_counter()
+        distances, features = run_batched(self.expert, tiles, recipe.tiling.max_batch)
+        timings["expert"] = _ms(t1)
+
+        t2 = time.perf_counter()
+        centers, valid = patch_centers(plan)
+        flat = distances.reshape(-1)
+        if bank.pca is not None:
+            foreground = bank.pca.foreground(features.reshape(-1, features.shape[-1]))
+            flat = np.where(foreground, flat, 0.0).astype(np.float32)
+            distances = flat.reshape(distances.shape)
+        score = image_score(flat[valid])
+        roi_map = smooth_map(stitch_distances(distances, plan))
+        timings["map"] = _ms(t2)
+
+        t3 = time.perf_counter()
+        threshold = recipe.thresholds.pixel
+        regions = extract_regions(roi_map, threshold, (ox, oy), recipe.pixel_pitch_mm)
+        flat_features = features.reshape(-1, features.shape[-1])
+        for region in regions:
+            mask = region_mask(region, (roi_h, roi_w), roi_map, threshold, (ox, oy))
+            x0, y0, x1, y1 = region.bbox
+            window = np.where(mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox], roi_map[y0 - oy : y1 - oy, x0 - ox : x1 - ox], -np.inf)
+            py, px = np.unravel_index(int(np.argmax(window)), window.shape)
+            peak_yx = (py + y0 - oy, px + x0 - ox)
+            region.feature = pool_region_feature(mask, centers, valid, flat_features, peak_yx)
+        verdict = decide(score, regions, recipe)
+        timings["regions"] = _ms(t3)
+
+        if recipe.roi is None:
+            full_map = roi_map
+        else:
+            full_map = np.zeros((frame_h, frame_w), dtype=np.float32)
+            full_map[oy : oy + roi_h, ox : ox + roi_w] = roi_map
+        timings["total"] = _ms(t0)
+        return InspectionResult(
+            score=score,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            regions=regions,
+            anomaly_map=full_map,
+            timings=timings,
+            patch_features=features,
+        )

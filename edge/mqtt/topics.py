@@ -1,0 +1,35 @@
+"""Topic names under the recipe's root ``iad/<line>/<station>`` (see docs/mqtt.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    """All topics of one station; built from ``recipe.topic_root``."""
+
+    root: str
+
+    @property
+    def decision(self) -> str:
+        return f"{self.root}/decision"
+
+    @property
+    def result(self) -> str:
+        return f"{self.root}/result"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def explanation(self) -> str:
+        return f"{self.root}/explanation"
+
+    @property
+    def generation(self) -> str:
+        return f"{self.root}/generation"
+
+    def cmd(self, name: str) -> str:
+        return f"{self.root}/cmd/{name}"

@@ -1,0 +1,63 @@
+"""`iad-export` command line: one sub-command per module in :mod:`export.commands`.
+
+Command modules are discovered (``pkgutil``), not listed, so a new exporter
+(``qwen``, TensorRT, ...) is added by dropping ``export/commands/<name>.py``
+with ``register(subparsers)`` that adds its parser and sets ``func`` to a
+callable ``(args) -> int``. Deliberate errors (:class:`edge.errors.IadError`)
+are printed as one line and give exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from typing import Optional, Sequence
+
+import export.commands as _commands
+from edge import __version__
+from edge.errors import IadError
+
+
+def command_modules() -> list[str]:
+    """Names of the sub-command modules shipped in :mod:`export.commands` (sorted)."""
+    return sorted(info.name for info in pkgutil.iter_modules(_commands.__path__) if not info.name.startswith("_"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iad-export",
+        description="Offline export: checkpoints -> ONNX region expert / TensorRT engine / GGUF, with manifests.",
+    )
+    parser.add_argument("--version", action="version", version=f"iad-export {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in command_modules():
+        module = importlib.import_module(f"export.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s" if not args.verbose else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except IadError as exc:
+        print(f"iad-export {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

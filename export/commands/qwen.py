@@ -1,0 +1,52 @@
+"""``iad-export qwen``: Hugging Face Qwen checkpoint (or ``--tiny``) -> quantized, verified GGUF + manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from export.qwen import QUANT_TYPES
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser(
+        "qwen",
+        help="Qwen checkpoint -> quantized GGUF for the assistant (verified with llama.cpp, with a manifest).",
+        description=(
+            "Convert a local Hugging Face Qwen2/Qwen2.5/Qwen3 checkpoint with llama.cpp's converter, quantize it "
+            "with llama.cpp, load it and generate a few tokens, and write manifest.json (iad-gguf/1). "
+            "Vision-language checkpoints also get their mmproj GGUF (f16). Nothing is downloaded from a hub."
+        ),
+    )
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hf-dir", type=Path, help="Local Hugging Face checkpoint folder (config.json, tokenizer, *.safetensors).")
+    src.add_argument("--tiny", action="store_true", help="A deterministic random tiny Qwen2 with a small tokenizer (tests, demo).")
+    parser.add_argument("--quant", default="Q4_K_M", type=str.upper, choices=list(QUANT_TYPES), help="Quantization type (default Q4_K_M).")
+    parser.add_argument("--out", type=Path, required=True, help="Output folder for the GGUF file(s) and manifest.json.")
+    parser.add_argument("--converter", type=Path, default=None,
+                        help="llama.cpp checkout holding convert_hf_to_gguf.py (default: from the llama-cpp-python sdist, cached).")
+    parser.add_argument("--pre-tokenizer", default=None,
+                        help="llama.cpp pre-tokenizer name to record if the tokenizer's hash is unknown (e.g. qwen2); only when you know it matches.")
+    parser.add_argument("--threads", type=int, default=2, help="Threads for quantization and the verification run.")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from export.qwen import export_qwen
+
+    manifest = export_qwen(
+        args.out,
+        hf_dir=args.hf_dir,
+        tiny=args.tiny,
+        quant=args.quant,
+        converter_dir=args.converter,
+        pre_tokenizer=args.pre_tokenizer,
+        threads=args.threads,
+    )
+    for name, entry in manifest["files"].items():
+        print(f"wrote {args.out / name} ({entry['role']}, {entry['quant']}, {entry['bytes'] / 2**20:.2f} MiB, sha256 {entry['sha256'][:12]}…)")
+    print(f"wrote {args.out / 'manifest.json'}")
+    verify = manifest["verify"]
+    print(f"verify: llama.cpp loaded it and generated {len(verify['generated_tokens'])} tokens: {json.dumps(verify['generated_text'])}")
+    return 0

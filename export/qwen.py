@@ -1,0 +1,281 @@
+"""Hugging Face Qwen checkpoint -> quantized GGUF for the assistant lane, verified, with a manifest.
+
+Pipeline: (``--tiny``: build a deterministic random tiny Qwen2 + tokenizer) ->
+llama.cpp converter to an f16 GGUF -> ``llama_cpp.llama_model_quantize`` to the
+asked type -> load the result with ``llama_cpp.Llama`` and generate a few
+tokens -> ``manifest.json`` ("iad-gguf/1"). For vision-language checkpoints the
+mmproj (vision projector) GGUF is exported too and kept in f16 (projectors are
+small and quantizing them costs accuracy for little gain).
+
+Outputs are written to a staging folder and moved into ``out_dir`` only when
+every step succeeded, so a failed export leaves no partial files behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from tqdm import tqdm
+
+from edge.gguf_check import MANIFEST_FORMAT, MANIFEST_NAME, read_gguf_header, sha256_file
+from export.errors import ExportError
+from export.gguf_convert import ConversionError, convert_hf_to_gguf, llama_cpp_python_version
+
+log = logging.getLogger(__name__)
+
+# Names as llama.cpp spells them; the enum values are read from llama_cpp at run time.
+QUANT_TYPES = {
+    "F16": "LLAMA_FTYPE_MOSTLY_F16",
+    "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+}
+_SUPPORTED_MODEL_TYPES = ("qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe", "qwen2_moe", "qwen3_vl", "qwen3_5")
+TINY_NAME = "tiny-qwen2"
+
+
+class QwenExportError(ExportError):
+    """The Qwen checkpoint could not be exported (bad input, conversion, quantization or verification)."""
+
+
+def export_qwen(
+    out_dir: Path | str,
+    hf_dir: Path | str | None = None,
+    tiny: bool = False,
+    quant: str = "Q4_K_M",
+    converter_dir: Optional[Path] = None,
+    pre_tokenizer: Optional[str] = None,
+    verify_tokens: int = 4,
+    threads: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Export a Qwen checkpoint (or the tiny test model) to a quantized GGUF; return the manifest.
+
+    ``out_dir`` receives ``<name>-<quant>.gguf`` (+ ``mmproj-<name>-f16.gguf`` for
+    VLMs) and ``manifest.json``. Existing files of the same names are replaced.
+    """
+    out_dir = Path(out_dir)
+    quant = quant.upper()
+    if quant not in QUANT_TYPES:
+        raise QwenExportError(f"unknown --quant {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
+    if tiny == (hf_dir is not None):
+        raise QwenExportError("give exactly one of --hf-dir DIR or --tiny")
+    llama_cpp = _import_llama_cpp()
+    ftype = int(getattr(llama_cpp, QUANT_TYPES[quant]))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-qwen-") as tmp:
+        work = Path(tmp)
+        steps = tqdm(total=4, desc="iad-export qwen", unit="step", disable=not progress)
+        if tiny:
+            steps.set_postfix_str("build tiny checkpoint")
+            src = work / "hf"
+            build_tiny_qwen(src)
+            name = TINY_NAME
+            pre_tokenizer = pre_tokenizer or "qwen2"  # our own tokenizer uses Qwen2's split regex
+        else:
+            src = Path(hf_dir)  # type: ignore[arg-type]
+            _check_hf_dir(src)
+            name = src.resolve().name
+        config = json.loads((src / "config.json").read_text())
+        steps.update()
+
+        steps.set_postfix_str("convert to GGUF f16")
+        stage = work / "out"
+        stage.mkdir()
+        try:
+            f16 = convert_hf_to_gguf(src, work / f"{name}-f16.gguf", "f16", pre_tokenizer=pre_tokenizer,
+                                     converter_dir=converter_dir)
+            mmproj = None
+            if _is_vision_language(config):
+                mmproj = convert_hf_to_gguf(src, stage / f"{name}-f16.gguf", "f16", mmproj=True,
+                                            converter_dir=converter_dir)
+        except ConversionError as exc:
+            raise QwenExportError(str(exc)) from exc
+        steps.update()
+
+        steps.set_postfix_str(f"quantize {quant}")
+        model_file = stage / f"{name}-{quant}.gguf"
+        if quant == "F16":
+            shutil.copyfile(f16, model_file)
+        else:
+            quantize_gguf(f16, model_file, ftype, threads=threads)
+        steps.update()
+
+        steps.set_postfix_str("verify with llama.cpp")
+        verify = verify_generation(model_file, n_tokens=verify_tokens, threads=threads)
+        steps.update()
+        steps.close()
+
+        manifest = _manifest(src if not tiny else None, config, quant, ftype, model_file, mmproj, verify, tiny)
+        (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        # Model files first, manifest last: a manifest on disk always vouches for files already in place.
+        for item in sorted(stage.iterdir()):
+            if item.name != MANIFEST_NAME:
+                os.replace(item, out_dir / item.name)
+        os.replace(stage / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+    return manifest
+
+
+def build_tiny_qwen(out_dir: Path, seed: int = 0) -> Path:
+    """Save a deterministic, randomly initialised tiny Qwen2 causal LM with its tokenizer in ``out_dir``.
+
+    Real Qwen2 architecture (GQA, RoPE, RMSNorm, SwiGLU, tied embeddings) at toy
+    size: hidden 64, 2 layers, 4 heads (2 KV heads), ~390-token BPE vocabulary.
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from export.tokenizer import build_tiny_tokenizer
+
+    n_vocab = build_tiny_tokenizer(out_dir)
+    config = Qwen2Config(
+        vocab_size=n_vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=n_vocab - 1,  # <|im_end|>
+        pad_token_id=n_vocab - 3,  # <|endoftext|>
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir
+
+
+def quantize_gguf(src: Path, dst: Path, ftype: int, threads: int = 2) -> None:
+    """Quantize ``src`` into ``dst`` with llama.cpp (``llama_model_quantize``)."""
+    llama_cpp = _import_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), llama_cpp.byref(params))
+    if rc != 0 or not dst.is_file():
+        raise QwenExportError(f"llama_model_quantize failed on {src.name} (return code {rc})")
+
+
+def verify_generation(path: Path, n_tokens: int = 4, threads: int = 2, prompt: str = "The part is") -> dict[str, Any]:
+    """Load ``path`` with llama.cpp and greedily generate ``n_tokens`` tokens (EOS not honoured).
+
+    Random tiny models often predict EOS first; generation therefore ignores it:
+    the check is that the file loads and the forward pass runs, not the text.
+    """
+    llama_cpp = _import_llama_cpp()
+    try:
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=threads, n_batch=32, verbose=False, seed=0)
+    except Exception as exc:  # noqa: BLE001 - llama_cpp raises ValueError/RuntimeError variously
+        raise QwenExportError(f"llama.cpp could not load the exported {path.name}: {exc}") from exc
+    try:
+        prompt_tokens = llm.tokenize(prompt.encode(), add_bos=False, special=False)
+        out: list[int] = []
+        for tok in llm.generate(prompt_tokens, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+            out.append(int(tok))
+            if len(out) >= n_tokens:
+                break
+        text = llm.detokenize(out).decode("utf-8", errors="replace")
+        return {
+            "ok": len(out) == n_tokens,
+            "prompt": prompt,
+            "prompt_tokens": [int(t) for t in prompt_tokens],
+            "generated_tokens": out,
+            "generated_text": text,
+            "n_vocab": int(llm.n_vocab()),
+            "chat_template": bool(llm.metadata.get("tokenizer.chat_template")),
+        }
+    finally:
+        llm.close()
+
+
+def _manifest(src: Optional[Path], config: dict, quant: str, ftype: int, model_file: Path,
+              mmproj: Optional[Path], verify: dict, tiny: bool) -> dict[str, Any]:
+    import gguf
+
+    files = {model_file.name: _file_entry(model_file, "model", quant)}
+    if mmproj is not None:
+        files[mmproj.name] = _file_entry(mmproj, "mmproj", "F16")
+    return {
+        "format": MANIFEST_FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": _source_entry(src) if src is not None else {"tiny": True, "seed": 0, "path": None, "sha256": None},
+        "architecture": (config.get("architectures") or ["?"])[0],
+        "model_type": config.get("model_type"),
+        "quant": quant,
+        "llama_ftype": ftype,
+        "files": files,
+        "versions": {"llama_cpp_python": llama_cpp_python_version(), "gguf": getattr(gguf, "__version__", None)
+                     or _dist_version("gguf")},
+        "verify": verify,
+        "tiny": tiny,
+    }
+
+
+def _file_entry(path: Path, role: str, quant: str) -> dict[str, Any]:
+    header = read_gguf_header(path)
+    return {"role": role, "quant": quant, "bytes": path.stat().st_size,
+            "sha256": sha256_file(path), "gguf_version": header["version"], "tensors": header["n_tensors"]}
+
+
+def _source_entry(src: Path) -> dict[str, Any]:
+    """Identify the checkpoint: sha256 over (relative name, file sha256) of its files, sorted."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    names = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for p in tqdm(names, desc="hash checkpoint", unit="file", leave=False, disable=len(names) < 3):
+        digest.update(f"{p.relative_to(src).as_posix()}\0{sha256_file(p)}\n".encode())
+    return {"path": str(src.resolve()), "sha256": digest.hexdigest(), "files": len(names)}
+
+
+def _check_hf_dir(src: Path) -> None:
+    if not src.exists():
+        raise QwenExportError(f"--hf-dir {src}: no such folder (nothing is downloaded; give a local copy of the checkpoint)")
+    if not src.is_dir():
+        raise QwenExportError(f"--hf-dir {src}: not a folder; give the Hugging Face checkpoint folder (config.json + weights)")
+    cfg = src / "config.json"
+    if not cfg.is_file():
+        raise QwenExportError(f"--hf-dir {src}: no config.json; this is not a Hugging Face checkpoint folder")
+    try:
+        config = json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise QwenExportError(f"{cfg}: not valid JSON ({exc})") from exc
+    model_type = str(config.get("model_type", ""))
+    if not model_type.startswith(("qwen2", "qwen3")):
+        raise QwenExportError(f"{cfg}: model_type {model_type!r} is not a Qwen2/Qwen2.5/Qwen3 model (supported: {', '.join(_SUPPORTED_MODEL_TYPES)})")
+    if not any(src.glob("*.safetensors")) and not any(src.glob("*.bin")):
+        raise QwenExportError(f"--hf-dir {src}: no *.safetensors or *.bin weights")
+
+
+def _is_vision_language(config: dict) -> bool:
+    return "vision_config" in config
+
+
+def _dist_version(name: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _import_llama_cpp():  # type: ignore[no-untyped-def]
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise QwenExportError("llama-cpp-python is not installed (pip install 'iad-edge[assistant]'); it quantizes and verifies the GGUF") from exc
+    return llama_cpp
