@@ -5,9 +5,11 @@ suite's ``mosquitto_broker`` fixture. The broker is a plain child process whose
 PID we keep, so it can be stopped and started again **on the same port**: that
 is how tests simulate a broker outage that clients recover from.
 
-Persistence is off on purpose: a restarted broker has no memory of earlier
+Persistence is off by default: a restarted broker has no memory of earlier
 sessions, exactly like a broker that crashed, which is the worst case the
-real-time lane must survive.
+real-time lane must survive. Set ``persistence=True`` (before ``start``/``restart``)
+to model a production broker that keeps persistent subscriber sessions (a PLC
+connected with clean_start=False and a session expiry) across a clean restart.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class MosquittoBroker:
     """
 
     def __init__(self, port: Optional[int] = None, host: str = "127.0.0.1", binary: Optional[str] = None,
-                 workdir: Optional[Path] = None):
+                 workdir: Optional[Path] = None, persistence: bool = False):
         self.binary = binary or find_mosquitto()
         if not self.binary:
             raise BrokerError(
@@ -83,6 +85,7 @@ class MosquittoBroker:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="iad-mosquitto-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "mosquitto.log"
+        self.persistence = persistence
         self._proc: Optional[subprocess.Popen] = None
         self._log_file = None
 
@@ -99,7 +102,8 @@ class MosquittoBroker:
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            f"persistence {'true' if self.persistence else 'false'}\n"
+            f"persistence_location {self.workdir}/\n"
             "max_queued_messages 10000\n"
         )
         return conf

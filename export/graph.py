@@ -22,6 +22,33 @@ INPUT_NAMES = ("tiles", "bank")
 OUTPUT_NAMES = ("distances", "features")
 
 
+def bake_position_embeddings(backbone: nn.Module, resolution: int) -> None:
+    """Replace DINOv2's per-call position-embedding interpolation by its result at ``resolution``.
+
+    Why: the resolution is fixed per export, so interpolating the 37x37 grid of
+    the checkpoint on every call is wasted work, and the registers variant uses
+    antialiased bicubic resampling, which has no ONNX operator. The values are
+    computed once here by transformers' own code, so they equal what the model
+    computes in eager mode. The backbone then only accepts ``resolution`` inputs.
+    """
+    embeddings = backbone.embeddings
+    dim = embeddings.position_embeddings.shape[-1]
+    patch = embeddings.patch_embeddings.patch_size
+    patch = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
+    grid = resolution // patch
+    with torch.no_grad():
+        dummy = torch.zeros(1, 1 + grid * grid, dim, dtype=embeddings.position_embeddings.dtype)
+        fixed = embeddings.interpolate_pos_encoding(dummy, resolution, resolution).detach().clone()
+    embeddings.register_buffer("iad_fixed_positions", fixed, persistent=False)
+
+    def fixed_positions(_embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        if height != resolution or width != resolution:
+            raise ValueError(f"this expert is exported for {resolution}x{resolution} tiles, got {height}x{width}")
+        return embeddings.iad_fixed_positions
+
+    embeddings.interpolate_pos_encoding = fixed_positions
+
+
 class RegionExpertGraph(nn.Module):
     """Wrap a transformers DINOv2 backbone into the exported contract.
 
@@ -29,12 +56,16 @@ class RegionExpertGraph(nn.Module):
     ``distances float32 [B, R/p, R/p]`` (1 - max cosine similarity to the bank)
     and ``features float32 [B, R/p, R/p, D]`` (L2-normalised patch tokens of
     the last block, after the final LayerNorm).
+
+    Note: the backbone is modified in place (position embeddings baked for
+    ``resolution``, see :func:`bake_position_embeddings`).
     """
 
     def __init__(self, backbone: nn.Module, resolution: int, patch_size: int, num_register_tokens: int = 0) -> None:
         super().__init__()
         if resolution % patch_size:
             raise ValueError(f"resolution {resolution} is not a multiple of the patch size {patch_size}")
+        bake_position_embeddings(backbone, resolution)
         self.backbone = backbone
         self.resolution = resolution
         self.patch_size = patch_size

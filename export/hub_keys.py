@@ -108,11 +108,13 @@ def unwrap_state_dict(obj: Any, source: str) -> dict[str, Any]:
         break
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source} does not contain a state dict (got {type(obj).__name__})")
+    tensors = {str(k): v for k, v in obj.items() if hasattr(v, "shape")}  # skip e.g. an "epoch" counter
+    backbone_keys = [k for k in tensors if k.startswith(("backbone.", "teacher.backbone.", "student.backbone."))]
+    if backbone_keys:
+        # A training checkpoint: keep the backbone, drop the DINO/iBOT projection heads beside it.
+        tensors = {k: tensors[k] for k in backbone_keys}
     flat: dict[str, Any] = {}
-    for key, value in obj.items():
-        if not hasattr(value, "shape"):
-            continue  # e.g. an "epoch" counter beside the weights
-        name = str(key)
+    for name, value in tensors.items():
         for prefix in _STRIP_PREFIXES:
             if name.startswith(prefix):
                 name = name[len(prefix):]

@@ -107,3 +107,27 @@ def test_reexport_replaces_files_and_keeps_unrelated_ones(tmp_path: Path) -> Non
     assert sorted(p.name for p in out.iterdir()) == ["bank.npz", "expert.onnx", "manifest.json"]
     assert (out / "bank.npz").read_bytes() == b"keep me"
     assert load_manifest(out / "expert.onnx")["source"]["seed"] == 2
+
+
+def test_post_export_extension_hook_sees_args_and_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``export/commands/_dinov2_*.py`` modules (e.g. TensorRT --engine) add options and run after the export."""
+    import types
+
+    import export.commands.dinov2 as command
+
+    seen: dict = {}
+    extension = types.ModuleType("export.commands._dinov2_probe")
+    extension.add_arguments = lambda parser: parser.add_argument("--probe", action="store_true")
+
+    def after_export(args, out_dir, manifest, say):  # type: ignore[no-untyped-def]
+        seen.update(probe=args.probe, files=sorted(p.name for p in out_dir.iterdir()), arch=manifest["architecture"])
+        say("probe ran")
+        return {**manifest, "architecture": "dinov2-tiny+probe"}
+
+    extension.after_export = after_export
+    monkeypatch.setattr(command, "extensions", lambda: [extension])
+    assert export_main(["dinov2", "--tiny", "--resolution", "28", "--probe", "--out", str(tmp_path / "x")]) == 0
+    assert seen == {"probe": True, "files": ["expert.onnx", "manifest.json"], "arch": "dinov2-tiny"}
+    captured = capsys.readouterr()
+    assert "probe ran" in captured.err and "dinov2-tiny+probe @ 28px" in captured.out

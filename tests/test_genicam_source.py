@@ -87,7 +87,7 @@ def test_bayer_demosaic_keeps_colours(pattern):
 def test_mono_and_colour_formats():
     mono12 = (np.arange(12, dtype=np.uint16) * 300).view(np.uint8)
     out = to_image(mono12, 4, 3, "Mono12")
-    assert out.dtype == np.uint16 and out.shape == (3, 4) and out[2, 3] == 3300
+    assert out.dtype == np.uint16 and out.shape == (3, 4) and out[2, 3] == 3300 << 4  # MSB-aligned like every uint16 frame
     rgb = np.array([[[10, 20, 30]]], np.uint8)
     assert tuple(to_image(rgb.reshape(-1), 1, 1, "RGB8")[0, 0]) == (30, 20, 10)
     assert tuple(to_image(rgb.reshape(-1), 1, 1, "BGR8")[0, 0]) == (10, 20, 30)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,11 +71,10 @@ def run(args: argparse.Namespace) -> int:
     )
     result = evaluate(recipe, dataset, options)
     write_report(result, out, overwrite=args.overwrite)
-    print(f"{'category':<24} " + " ".join(f"{m:>17}" for m in ("image_auroc", "pixel_auroc", "aupro", "location_acc")))
-    for cat in result.categories:
-        m = cat.metrics
-        print(f"{cat.name:<24} " + " ".join(f"{100 * m[k]:>17.1f}" for k in ("image_auroc", "pixel_auroc", "aupro", "location_accuracy")))
-    mean = result.mean
-    print(f"{'mean':<24} " + " ".join(f"{100 * mean[k]:>17.1f}" for k in ("image_auroc", "pixel_auroc", "aupro", "location_accuracy")))
+    shown = ("image_auroc", "pixel_auroc", "aupro", "location_accuracy")
+    print(f"{'category':<24}" + "".join(f"{name:>19}" for name in shown))
+    rows = [(cat.name, cat.metrics) for cat in result.categories] + [("mean", result.mean)]
+    for name, values in rows:
+        print(f"{name:<24}" + "".join(f"{_pct(values[k]):>19}" for k in shown))
     print(f"report: {out / 'report.md'}")
     return 0

@@ -70,7 +70,8 @@ def read_status(host: str, port: int, topic: str, timeout_s: float = 5.0) -> dic
 
 def applied_recipe(status: dict[str, Any]) -> tuple[Optional[str], Optional[dict]]:
     """(sha256, effective values) of the recipe a status says is applied; either may be None."""
-    applied = status.get("recipe_applied")
+    extras = status.get("extras") if isinstance(status.get("extras"), dict) else {}
+    applied = status.get("recipe_applied") or extras.get("recipe_applied")
     if isinstance(applied, dict):
         return applied.get("sha256"), applied.get("values")
     recipe = status.get("recipe")

@@ -58,6 +58,18 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def comparability_notes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Warnings when the two runs do not measure the same thing (the deltas would mislead)."""
+    notes = []
+    if set(a["categories"]) != set(b["categories"]):
+        notes.append("the files cover different categories: the mean rows are not comparable")
+    if a.get("dataset") != b.get("dataset"):
+        notes.append(f"different datasets ({a.get('dataset')} vs {b.get('dataset')})")
+    if a.get("shots") != b.get("shots"):
+        notes.append(f"different --shots ({a.get('shots')} vs {b.get('shots')})")
+    return notes
+
+
 def compare_table(path_a: Union[str, Path], path_b: Union[str, Path]) -> str:
     """The side-by-side table as text (values in %, delta in percentage points)."""
     a, b = load_metrics(path_a), load_metrics(path_b)
@@ -69,7 +81,9 @@ def compare_table(path_a: Union[str, Path], path_b: Union[str, Path]) -> str:
     def fmt(cells: list[str]) -> str:
         return "  ".join(f"{c:{al}{w}}" for c, al, w in zip(cells, align, widths)).rstrip()
 
-    lines = [f"A: {path_a}", f"B: {path_b}", "", fmt(header), fmt(["-" * w for w in widths])]
+    lines = [f"A: {path_a}", f"B: {path_b}"]
+    lines += [f"note: {n}" for n in comparability_notes(a, b)]
+    lines += ["", fmt(header), fmt(["-" * w for w in widths])]
     previous = None
     for row in rows:
         if previous is not None and row[0] != previous:

@@ -141,7 +141,7 @@ def plot_pro(result: EvalResult, path: Path) -> None:
 def plot_categories(result: EvalResult, path: Path) -> None:
     names = [c.name for c in result.categories] + ["mean"]
     values = [c.metrics for c in result.categories] + [result.mean]
-    fig = _figure(max(6, 1.4 * len(names) + 2), 4.5)
+    fig = _figure(max(6, 1.4 * len(names) + 2), 5)
     ax = fig.add_subplot()
     width = 0.8 / len(METRICS)
     x = np.arange(len(names))
@@ -150,7 +150,7 @@ def plot_categories(result: EvalResult, path: Path) -> None:
         ax.bar(x + (k - (len(METRICS) - 1) / 2) * width, heights, width, label=LABELS[metric])
     ax.set_xticks(x, names, rotation=20 if len(names) > 6 else 0)
     ax.set(ylabel="%", ylim=(0, 105), title="Metrics per category")
-    ax.legend(fontsize=7, ncols=3, loc="lower center")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncols=3, loc="outside lower center")
     fig.savefig(path)
 
 

@@ -1,9 +1,11 @@
 """GenICam pixel formats -> the image the expert takes (gray or BGR, uint8 or uint16).
 
 The buffer data of a GenTL component is a flat array; the pixel format name
-(PFNC) says how to read it. Mono10/12/16 arrive unpacked in 16-bit containers
-and stay uint16 (the expert's preprocessing scales by the bit depth recorded in
-``frame.meta['bit_depth']``). Bayer mosaics are demosaiced with OpenCV. Packed
+(PFNC) says how to read it. Mono10/12/14 arrive LSB-aligned in 16-bit
+containers; they are shifted up to fill 16 bits (MSB-aligned), the convention
+the expert's preprocessing uses for every uint16 image (value / 257), so the
+score does not depend on the camera's bit depth. ``frame.meta['bit_depth']``
+keeps the original depth. Bayer mosaics are demosaiced with OpenCV. Packed
 formats (Mono10p, Mono12p, ...) are refused with a clear error: configure the
 camera for the unpacked variant.
 
@@ -49,8 +51,8 @@ def to_image(data: np.ndarray, width: int, height: int, pixel_format: str) -> np
     """
     flat = np.asarray(data).reshape(-1)
     if pixel_format in MONO:
-        dtype, _ = MONO[pixel_format]
-        return _reshape(flat, dtype, (height, width), pixel_format).copy()
+        dtype, bits = MONO[pixel_format]
+        return _msb_align(_reshape(flat, dtype, (height, width), pixel_format).copy(), bits)
     if pixel_format in COLOR:
         channels, code = COLOR[pixel_format]
         image = _reshape(flat, np.uint8, (height, width, channels), pixel_format)
@@ -58,11 +60,19 @@ def to_image(data: np.ndarray, width: int, height: int, pixel_format: str) -> np
     for prefix, code in BAYER_CODES.items():
         depth = pixel_format[len(prefix):]
         if pixel_format.startswith(prefix) and depth in BAYER_DEPTHS:
-            mosaic = _reshape(flat, BAYER_DEPTHS[depth][0], (height, width), pixel_format)
-            return cv2.cvtColor(np.ascontiguousarray(mosaic), code)
+            dtype, bits = BAYER_DEPTHS[depth]
+            mosaic = _msb_align(_reshape(flat, dtype, (height, width), pixel_format).copy(), bits)
+            return cv2.cvtColor(mosaic, code)
     raise BadFrameError(
         f"pixel format {pixel_format!r} is not supported; set the camera's PixelFormat to one of: {', '.join(SUPPORTED)}"
     )
+
+
+def _msb_align(image: np.ndarray, bits: int) -> np.ndarray:
+    """Shift LSB-aligned 10/12/14-bit samples up so that full scale is 65535-ish (in place)."""
+    if image.dtype == np.uint16 and bits < 16:
+        image <<= np.uint16(16 - bits)
+    return image
 
 
 def _reshape(flat: np.ndarray, dtype: type, shape: tuple[int, ...], pixel_format: str) -> np.ndarray:

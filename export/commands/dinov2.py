@@ -1,9 +1,37 @@
-"""`iad-export dinov2`: DINOv2 checkpoint (local) or --tiny -> expert.onnx + manifest.json."""
+"""`iad-export dinov2`: DINOv2 checkpoint (local) or --tiny -> expert.onnx + manifest.json.
+
+Post-export steps (e.g. the TensorRT plan behind ``--engine``) plug in without
+editing this file: a module ``export/commands/_dinov2_<name>.py`` (the leading
+underscore keeps :mod:`export.cli` from taking it for a command) defining
+
+* ``add_arguments(parser)`` - adds its options to ``iad-export dinov2``;
+* ``after_export(args, out_dir: Path, manifest: dict, say) -> dict | None`` -
+  runs after ``expert.onnx`` + ``manifest.json`` are in place (it sees the
+  parsed ``args`` and does nothing unless its options were given); a returned
+  dict replaces the manifest that is summarised at the end.
+
+Extensions run in name order. The ONNX export is complete before they start, so
+a failing extension leaves a valid ``expert.onnx`` (and writes nothing of its own).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
+from pathlib import Path
+from types import ModuleType
+
+EXTENSION_PREFIX = "_dinov2_"
+
+
+def extensions() -> list[ModuleType]:
+    """The ``export/commands/_dinov2_*.py`` modules, imported, in name order."""
+    import export.commands as package
+
+    names = sorted(i.name for i in pkgutil.iter_modules(package.__path__) if i.name.startswith(EXTENSION_PREFIX))
+    return [importlib.import_module(f"export.commands.{name}") for name in names]
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -25,6 +53,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--num-heads", type=int, default=None, help="Attention heads of a non-standard torch-hub checkpoint (default: hidden/64).")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="Max abs parity error allowed (default 1e-4).")
     parser.add_argument("--out", required=True, metavar="DIR", help="Output folder for expert.onnx and manifest.json.")
+    for extension in extensions():
+        extension.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -46,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         progress=say,
     )
+    for extension in extensions():
+        updated = extension.after_export(args, Path(args.out), manifest, say)
+        if updated is not None:
+            manifest = updated
     model = manifest["files"][MODEL_NAME]
     print(f"wrote {args.out}/{MODEL_NAME} ({model['bytes'] / 1e6:.1f} MB, sha256 {model['sha256'][:12]}…)")
     print(f"wrote {args.out}/{MANIFEST_NAME}")

@@ -1,0 +1,77 @@
+"""`iad-edge assistant RECIPE`: the assistant lane as its own process (systemd unit or demo child).
+
+Lowers its own priority first (nice, CPU affinity, SCHED_IDLE, idle IO), then
+loads the GGUF model, and serves NG jobs from the spool folder and MQTT until
+SIGTERM. A bad model file is an error at start (exit 1), not a silent
+fallback, so a wrong path is seen at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from edge.config import load_recipe
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "assistant",
+        help="Run the assistant lane: grounded explanations of NG parts, defect generation requests (low priority).",
+    )
+    p.add_argument("recipe", type=Path, help="Recipe YAML (its `assistant` section configures this process).")
+    p.add_argument("--model", type=Path, help="GGUF model (overrides assistant.model).")
+    p.add_argument("--mmproj", type=Path, help="GGUF vision projector for a VLM (overrides assistant.mmproj).")
+    p.add_argument("--mqtt-host", help="Broker host (overrides mqtt.host).")
+    p.add_argument("--mqtt-port", type=int, help="Broker port (overrides mqtt.port).")
+    p.add_argument("--no-mqtt", action="store_true", help="Spool intake only; print answers instead of publishing.")
+    p.add_argument("--max-jobs", type=int, help="Exit after this many jobs (tests, benchmarks).")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.assistant.busy_signal import BusySignal, signal_name
+    from edge.assistant.explain import Explainer
+    from edge.assistant.priority import apply_priority
+    from edge.assistant.process import AssistantService
+
+    recipe = load_recipe(args.recipe)
+    cfg = recipe.assistant
+    applied = apply_priority(cfg.nice, cfg.cpu_affinity, cfg.sched_idle, cfg.io_priority)
+    busy = BusySignal(cfg.busy_signal or signal_name(recipe.line, recipe.station))
+    explainer = None
+    if args.model or cfg.model:
+        explainer = Explainer.from_config(cfg, model=args.model, mmproj=args.mmproj, should_pause=busy.busy)
+    service = AssistantService(recipe, explainer=explainer, busy=busy)
+    service.priority = applied
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bus = None
+    if recipe.mqtt.enabled and not args.no_mqtt:
+        from edge.assistant.bus import AssistantBus
+
+        password = recipe.mqtt.password_file.read_text().strip() if recipe.mqtt.password_file else None
+        bus = AssistantBus(
+            args.mqtt_host or recipe.mqtt.host, args.mqtt_port or recipe.mqtt.port,
+            client_id=f"iad-assistant-{recipe.line}-{recipe.station}", status_topic=service.status_topic,
+            subscribe=(service.topics.result, service.topics.cmd("generate")), on_message=service.on_message,
+            keepalive=recipe.mqtt.keepalive_s, username=recipe.mqtt.username, password=password, tls=recipe.mqtt.tls,
+        )
+        service._publish = bus.publish
+        bus.start()
+    log.info("assistant ready (model %s, priority %s)", explainer.model_path if explainer else None, applied)
+    try:
+        service.run(stop, max_jobs=args.max_jobs)
+    finally:
+        if bus is not None:
+            bus.stop()
+        if explainer is not None:
+            explainer.close()
+        busy.close()
+    return 0

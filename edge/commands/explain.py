@@ -1,0 +1,69 @@
+"""`iad-edge explain RECIPE IMAGE [--model GGUF] [--mmproj GGUF] --out FILE`: inspect one image and explain its regions.
+
+Synchronous and self-contained (no broker, no spool): the quality engineer's
+tool, and the simplest way to try a real Qwen GGUF on an archived NG frame.
+The output JSON holds the inspection result and one explanation per region;
+``location`` and ``bbox`` of every explanation are the region's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from edge.config import load_recipe
+from edge.errors import IadError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("explain", help="Inspect one image and explain each defect region with a GGUF model (JSON out).")
+    p.add_argument("recipe", type=Path, help="Recipe YAML (expert, bank, thresholds, assistant settings).")
+    p.add_argument("image", type=Path, help="Image to inspect (gray or colour, 8 or 16 bit).")
+    p.add_argument("--model", type=Path, help="GGUF language model (default: assistant.model of the recipe).")
+    p.add_argument("--mmproj", type=Path, help="GGUF vision projector; the crop and mask overlay go in as images.")
+    p.add_argument("--out", type=Path, required=True, help="Output JSON file (written only when everything succeeded).")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.assistant.evidence import region_evidence, region_images
+    from edge.assistant.explain import Explainer
+    from edge.imageio import read_image
+    from edge.inspector import Inspector
+    from edge.prototypes import load_prototypes, match_candidates
+
+    if not args.out.parent.is_dir():
+        raise IadError(f"{args.out}: output folder {args.out.parent} does not exist")
+    recipe = load_recipe(args.recipe)
+    cfg = recipe.assistant
+    image = read_image(args.image)
+    prototypes = load_prototypes(cfg.prototypes)
+    explainer = Explainer.from_config(cfg, model=args.model, mmproj=args.mmproj)
+    try:
+        inspector = Inspector.from_recipe(recipe)
+        result = inspector.inspect(image)
+        thresholds = {"pixel": recipe.thresholds.pixel, "image_score": recipe.thresholds.image_score}
+        explanations = []
+        for i, region in enumerate(result.regions[: cfg.max_regions]):
+            cands = match_candidates(prototypes, region.feature, cfg.top_k)
+            ev = region_evidence(region, i, result.score, thresholds, cands, (image.shape[1], image.shape[0]))
+            imgs = region_images(image, result.anomaly_map, region, recipe.thresholds.pixel) if explainer.vision else None
+            explanations.append(explainer.explain(ev, imgs))
+    finally:
+        explainer.close()
+    out = {
+        "image": str(args.image),
+        "recipe": str(args.recipe),
+        "model": str(explainer.model_path),
+        "mmproj": str(explainer.mmproj) if explainer.mmproj else None,
+        "inspection": result.to_json(),
+        "explanations": explanations,
+        "regions_not_explained": max(0, len(result.regions) - cfg.max_regions),
+    }
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    os.replace(tmp, args.out)
+    print(f"{args.out}: {result.verdict}, {len(result.regions)} region(s), {len(explanations)} explanation(s)")
+    return 0

@@ -1,0 +1,57 @@
+"""Assemble a :class:`~edge.lane.lane.Lane` from a recipe: inspector, source, outbox, MQTT link, archive.
+
+Shared by ``iad-edge run``, ``iad-edge demo``, the tests and the benchmark, so
+that all of them exercise the same wiring.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Optional
+
+from edge.archive import Archive
+from edge.config.recipe import Recipe
+from edge.lane.lane import Lane
+from edge.mqtt.client import MqttLink
+from edge.mqtt.outbox import Outbox
+from edge.mqtt.topics import Topics
+
+
+def build_lane(
+    recipe: Recipe,
+    mqtt_host: Optional[str] = None,
+    mqtt_port: Optional[int] = None,
+    mqtt_enabled: Optional[bool] = None,
+    inspector: Any = None,
+    source: Any = None,
+    bank_path: Any = None,
+    queue_size: int = 4,
+    status_interval_s: float = 5.0,
+) -> Lane:
+    """Build (not start) the lane; the MQTT link starts connecting in the background right away."""
+    if inspector is None:
+        from edge.inspector import Inspector
+
+        inspector = Inspector.from_recipe(recipe, bank_path=bank_path)
+    if source is None:
+        from edge.sources import open_source
+
+        source = open_source(recipe.source)
+    session = uuid.uuid4().hex[:8]
+    enabled = recipe.mqtt.enabled if mqtt_enabled is None else mqtt_enabled
+    outbox = link = None
+    archive = Archive(recipe.archive, session) if recipe.archive.enabled else None
+    lane_box: dict[str, Lane] = {}
+    if enabled:
+        outbox = Outbox(recipe.mqtt.outbox)
+        client_id = recipe.mqtt.client_id or f"iad-edge-{recipe.line}-{recipe.station}"
+        link = MqttLink(
+            recipe.mqtt, Topics(recipe.topic_root), outbox, client_id,
+            status_provider=lambda: lane_box["lane"].status() if "lane" in lane_box else {},
+            host=mqtt_host, port=mqtt_port, status_interval_s=status_interval_s,
+        )
+    lane = Lane(recipe, inspector, source, link=link, outbox=outbox, archive=archive, queue_size=queue_size, session=session)
+    lane_box["lane"] = lane
+    if link is not None:
+        link.start()
+    return lane

@@ -1,0 +1,426 @@
+"""The real-time lane: acquire -> inspect -> decide -> publish, with exactly one decision per trigger.
+
+Pipeline (three threads, bounded queues between them)::
+
+    source ──► [acquire] ──q(queue_size)──► [inspect + decide + publish decision] ──q──► [post]
+                  │ full queue: fail-safe                                        outbox ▸ result
+                  └─ decision for that frame                                     archive, observers
+
+* **acquire** pulls frames from the :class:`~edge.sources.base.FrameSource`.
+  A camera (or a source with ``rate_hz``) pushes: when the inspection queue is
+  full the frame gets the fail-safe decision at once (counter ``dropped``).
+  A source without a rate (synthetic/folder replay) is pulled: the next frame
+  is taken only when there is room, so nothing is dropped by construction.
+* **inspect** runs :meth:`edge.inspector.Inspector.inspect`, decides and
+  publishes the decision at once (the only network call on the hot path is
+  handing a small packet to paho). The fail-safe verdict with a reason is used
+  when the frame carries an acquisition error, the image is bad, the expert
+  raises, or the window is over (before inspection: the frame is not even
+  inspected, so the lane catches up; after inspection: the verdict is replaced).
+  A decision whose window is over is **not published** (counter ``late``); a
+  decision while the broker is away is not published either (``undelivered``);
+  the PLC's own timeout rejects the part in both cases.
+* **post** (off the hot path) writes the full result to the SQLite outbox,
+  queues archive entries, and calls observers.
+
+Hooks for other parts of the appliance (all thread-safe):
+
+* ``lane.apply_recipe(recipe) -> Future``: applied by the inspection thread
+  between two frames (thresholds, rules, ROI, window, fail-safe, payload format,
+  topic root; a new bank or expert via ``Inspector.update_recipe``). The future
+  resolves to None or raises the load error, in which case the old recipe stays.
+  Note a bank/expert load runs in the inspection thread: frames arriving
+  meanwhile queue up (and get fail-safe decisions if the queue fills).
+* ``lane.add_observer(cb)``: ``cb(frame, result_or_None, decision)`` for every
+  decision, called from the post thread (never the hot path); exceptions are
+  logged and ignored. Used by shadow mode and the assistant's NG jobs.
+* ``lane.add_busy_listener(cb)``: ``cb(True)`` when the inspection of a frame
+  starts and ``cb(False)`` when its decision is out; called on the hot path, so
+  keep it to setting a flag. ``lane.busy`` is a ``threading.Event`` with the same
+  meaning.
+* ``lane.set_status_field(key, value)``: extra JSON published under
+  ``status.extras.<key>`` (e.g. shadow-mode agreement, assistant backlog).
+* ``lane.counters.snapshot()``, ``lane.status()``: what goes to ``status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from typing import Any, Callable, Optional
+
+from edge.archive import Archive
+from edge.config.recipe import Recipe
+from edge.errors import BadFrameError
+from edge.lane.counters import Counters
+from edge.lane.decision import Decision
+from edge.mqtt.client import MqttLink
+from edge.mqtt.outbox import Outbox
+from edge.mqtt.payloads import decision_payload, result_body, result_payload
+from edge.mqtt.topics import Topics
+from edge.types import Frame, InspectionResult
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[Frame, Optional[InspectionResult], Decision], None]
+
+
+def _engine_sha256(inspector: Any) -> Optional[str]:
+    try:
+        from edge.bank import expert_sha256
+
+        return expert_sha256(inspector.expert) or None
+    except Exception:  # noqa: BLE001 - a missing hash must never stop the lane
+        return None
+
+
+def is_pull_source(recipe: Recipe) -> bool:
+    """Sources without a trigger rate (synthetic, folder) are pulled; cameras push."""
+    return recipe.source.type in ("synthetic", "folder") and getattr(recipe.source, "rate_hz", None) is None
+
+
+class Lane:
+    """One station's real-time lane (see the module docstring for the threads and the hooks)."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        inspector: Any,
+        source: Any,
+        link: Optional[MqttLink] = None,
+        outbox: Optional[Outbox] = None,
+        archive: Optional[Archive] = None,
+        queue_size: int = 4,
+        pull: Optional[bool] = None,
+        session: Optional[str] = None,
+    ):
+        self.recipe = recipe
+        self.inspector = inspector
+        self.source = source
+        self.link = link
+        self.outbox = outbox
+        self.archive = archive
+        self.session = session or uuid.uuid4().hex[:8]
+        self.pull = is_pull_source(recipe) if pull is None else pull
+        self.counters = Counters()
+        self.busy = threading.Event()
+        self.engine_sha256 = _engine_sha256(inspector)
+        self.topics = Topics(recipe.topic_root)
+
+        self._observers: list[Observer] = []
+        self._busy_listeners: list[Callable[[bool], None]] = []
+        self._extras: dict[str, Any] = {}
+        self._extras_lock = threading.Lock()
+        self._pending_recipe: Optional[tuple[Recipe, Future]] = None
+        self._recipe_lock = threading.Lock()
+        self._inspect_q: "queue.Queue[Optional[tuple[Frame, float]]]" = queue.Queue(maxsize=1 if self.pull else queue_size)
+        self._post_q: "queue.Queue[Optional[tuple[Frame, Optional[InspectionResult], Decision]]]" = queue.Queue(maxsize=256)
+        self._slots = threading.Semaphore(self._inspect_q.maxsize)
+        self._stop = threading.Event()
+        self._acquire_done = threading.Event()
+        self._max_frames: Optional[int] = None
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ hooks
+    def add_observer(self, callback: Observer) -> None:
+        """Call ``callback(frame, result_or_None, decision)`` after every decision (post thread)."""
+        self._observers.append(callback)
+
+    def add_busy_listener(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(True/False)`` around each inspection (hot path: keep it trivial)."""
+        self._busy_listeners.append(callback)
+
+    def set_status_field(self, key: str, value: Any) -> None:
+        """Publish ``value`` (JSON-serialisable) as ``status.extras.<key>`` from the next status on."""
+        with self._extras_lock:
+            self._extras[key] = value
+
+    def apply_recipe(self, recipe: Recipe) -> "Future[None]":
+        """Queue a recipe to be applied between two frames; the future says whether it took."""
+        future: "Future[None]" = Future()
+        with self._recipe_lock:
+            if self._pending_recipe is not None:
+                self._pending_recipe[1].set_exception(RuntimeError("superseded by a newer recipe"))
+            self._pending_recipe = (recipe, future)
+        if not self._started or self._closed:
+            self._apply_pending_recipe()
+        return future
+
+    def status(self) -> dict[str, Any]:
+        """The body of the retained ``status`` message (minus state/time added by the MQTT link)."""
+        counters = self.counters.snapshot()
+        source_stats = getattr(self.source, "stats", None)
+        body: dict[str, Any] = {
+            "session": self.session,
+            "line": self.recipe.line,
+            "station": self.recipe.station,
+            "recipe_sha256": self.recipe.sha256,
+            "engine_sha256": self.engine_sha256,
+            "counters": counters,
+        }
+        if isinstance(source_stats, dict):
+            body["source"] = {k: v for k, v in source_stats.items() if k != "applied_settings"}
+            counters["incomplete_buffers"] = int(source_stats.get("incomplete_buffers", 0))
+        if self.link is not None:
+            counters["reconnects"] = self.link.reconnects
+        if self.archive is not None:
+            stats = self.archive.stats()
+            body["archive"] = stats
+            counters["archive_errors"] = stats["errors"]
+        with self._extras_lock:
+            if self._extras:
+                body["extras"] = dict(self._extras)
+        return body
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, max_frames: Optional[int] = None) -> "Lane":
+        """Start the threads (and the archive writer); frames flow until :meth:`stop` or ``max_frames``."""
+        self._max_frames = max_frames
+        if self.archive is not None:
+            self.archive.start()
+        self._threads = [
+            threading.Thread(target=self._acquire_loop, name="lane-acquire", daemon=True),
+            threading.Thread(target=self._inspect_loop, name="lane-inspect", daemon=True),
+            threading.Thread(target=self._post_loop, name="lane-post", daemon=True),
+        ]
+        self._started = True
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until acquisition ended (``max_frames`` reached or the source ran out)."""
+        return self._acquire_done.wait(timeout)
+
+    def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Clean shutdown: stop acquiring, decide every frame already taken, write results, publish ``stopped``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._started:
+            acquire, inspect, post = self._threads
+            acquire.join(10)
+            self._inspect_q.put(None)
+            inspect.join(60)
+            self._post_q.put(None)
+            post.join(60)
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the source: %s", exc)
+        if self.archive is not None:
+            self.archive.close()
+        if self.link is not None:
+            self.link.stop(drain_timeout_s)
+        if self.outbox is not None:
+            self.outbox.close()
+        self._apply_pending_recipe()  # resolve a future nobody will apply any more
+
+    def run(self, max_frames: Optional[int] = None, stop_event: Optional[threading.Event] = None) -> dict[str, int]:
+        """Start, run until ``max_frames``/source end/``stop_event``, stop cleanly; returns the counters."""
+        self.start(max_frames)
+        try:
+            while not self.wait(0.2):
+                if stop_event is not None and stop_event.is_set():
+                    break
+        finally:
+            self.stop()
+        return self.counters.snapshot()
+
+    # ------------------------------------------------------------------ acquire
+    def _acquire_loop(self) -> None:
+        try:
+            iterator = iter(self.source)
+            while not self._stop.is_set():
+                if self._max_frames is not None and self.counters.get("frames") >= self._max_frames:
+                    break
+                if self.pull:
+                    while not self._slots.acquire(timeout=0.2):
+                        if self._stop.is_set():
+                            return
+                try:
+                    frame = next(iterator)
+                except StopIteration:
+                    break
+                self.counters.add("frames")
+                enqueued = time.time()
+                if self.pull:
+                    self._inspect_q.put((frame, enqueued))
+                    continue
+                try:
+                    self._inspect_q.put_nowait((frame, enqueued))
+                except queue.Full:
+                    self.counters.add("dropped")
+                    self._decide(frame, None, f"inspection queue full ({self._inspect_q.maxsize} frames waiting)",
+                                 {"queue_wait": 0.0})
+        except Exception as exc:  # noqa: BLE001 - a source failure ends acquisition, not the process
+            log.error("acquisition stopped: %s", exc, exc_info=True)
+            self.set_status_field("source_error", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._acquire_done.set()
+
+    # ------------------------------------------------------------------ inspect
+    def _apply_pending_recipe(self) -> None:
+        with self._recipe_lock:
+            pending, self._pending_recipe = self._pending_recipe, None
+        if pending is None:
+            return
+        recipe, future = pending
+        if self._closed and self._started and not self._threads[1].is_alive():
+            future.set_exception(RuntimeError("the lane has stopped"))
+            return
+        try:
+            self.inspector.update_recipe(recipe)
+        except Exception as exc:  # noqa: BLE001 - keep the running recipe
+            self.counters.add("recipe_rejected")
+            self.set_status_field("recipe_error", str(exc))
+            future.set_exception(exc)
+            return
+        self.recipe = recipe
+        self.topics = Topics(recipe.topic_root)
+        if self.link is not None:
+            self.link.topics = self.topics
+        self.engine_sha256 = _engine_sha256(self.inspector)
+        self.counters.add("recipe_applied")
+        with self._extras_lock:
+            self._extras.pop("recipe_error", None)
+        future.set_result(None)
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy:
+            self.busy.set()
+        else:
+            self.busy.clear()
+        for callback in self._busy_listeners:
+            try:
+                callback(busy)
+            except Exception:  # noqa: BLE001
+                log.exception("busy listener failed")
+
+    def _inspect_loop(self) -> None:
+        while True:
+            item = self._inspect_q.get()
+            if item is None:
+                return
+            if self.pull:
+                self._slots.release()
+            frame, enqueued = item
+            self._apply_pending_recipe()
+            self._set_busy(True)
+            try:
+                self._inspect_one(frame, enqueued)
+            except Exception:  # noqa: BLE001 - the lane must outlive any bug in one frame
+                log.exception("frame %s: unexpected error after the decision", frame.trigger_id)
+            finally:
+                self._set_busy(False)
+
+    def _inspect_one(self, frame: Frame, enqueued: float) -> None:
+        start = time.time()
+        timings = {"queue_wait": (start - enqueued) * 1000.0}
+        if "acquire_ms" in frame.meta:
+            timings["acquire"] = float(frame.meta["acquire_ms"])
+        window_s = self.recipe.decision.window_ms / 1000.0
+        if frame.meta.get("error"):
+            self.counters.add("stage_errors")
+            self._decide(frame, None, f"acquisition: {frame.meta['error']}", timings)
+            return
+        if start > frame.trigger_time + window_s:
+            self._decide(frame, None, f"decision window exceeded before inspection (waited {timings['queue_wait']:.0f} ms, "
+                                      f"window {self.recipe.decision.window_ms} ms)", timings)
+            return
+        try:
+            result = self.inspector.inspect(frame.image)
+        except BadFrameError as exc:
+            self.counters.add("stage_errors")
+            self._decide(frame, None, f"bad frame: {exc}", timings)
+            return
+        except Exception as exc:  # noqa: BLE001 - expert/runtime failure for this frame
+            self.counters.add("stage_errors")
+            log.exception("frame %s: inspection failed", frame.trigger_id)
+            self._decide(frame, None, f"inspection failed: {type(exc).__name__}: {exc}", timings)
+            return
+        timings.update({k: float(v) for k, v in result.timings.items()})
+        self._decide(frame, result, None, timings)
+
+    def _decide(self, frame: Frame, result: Optional[InspectionResult], fail_reason: Optional[str],
+                timings: dict[str, float]) -> Decision:
+        """Make the one decision for this trigger, publish it (now or never), hand it to the post stage."""
+        recipe = self.recipe
+        now = time.time()
+        window_ms = float(recipe.decision.window_ms)
+        if fail_reason is None and result is not None and (now - frame.trigger_time) * 1000.0 > window_ms:
+            fail_reason = (f"decision window exceeded ({(now - frame.trigger_time) * 1000.0:.0f} ms > {window_ms:.0f} ms; "
+                           f"inspection said {result.verdict})")
+        if fail_reason is None and result is not None:
+            decision = Decision(frame.trigger_id, result.verdict, result.reason, float(result.score), frame.trigger_time,
+                                now, window_ms, region_count=sum(1 for r in result.regions if r.rejects), timings=timings)
+        else:
+            decision = Decision(frame.trigger_id, recipe.decision.fail_safe, fail_reason or "no result",
+                                None if result is None else float(result.score), frame.trigger_time, now, window_ms,
+                                fail_safe=True, region_count=0 if result is None else len(result.regions), timings=timings)
+        t0 = time.perf_counter()
+        if self.link is None:
+            decision.delivery = "local" if decision.remaining_s(time.time()) > 0 else "late"
+        else:
+            decision.delivery = self.link.publish_decision(
+                decision_payload(decision, recipe.mqtt.payload_format), decision.remaining_s(time.time()))
+        timings["publish"] = (time.perf_counter() - t0) * 1000.0
+        self.counters.add("decisions")
+        self.counters.add("fail_safe" if decision.fail_safe else decision.verdict.lower())
+        if decision.fail_safe and decision.verdict == "NG":
+            self.counters.add("ng")
+        elif decision.fail_safe and decision.verdict == "OK":
+            self.counters.add("ok")
+        if decision.delivery == "late":
+            self.counters.add("late")
+        elif decision.delivery in ("disconnected", "error"):
+            self.counters.add("undelivered")
+        try:
+            self._post_q.put_nowait((frame, result, decision))
+        except queue.Full:
+            self._post(frame, result, decision)  # never lose a result: do the post work here, late but complete
+        return decision
+
+    # ------------------------------------------------------------------ post
+    def _post_loop(self) -> None:
+        while True:
+            item = self._post_q.get()
+            if item is None:
+                return
+            try:
+                self._post(*item)
+            except Exception:  # noqa: BLE001
+                log.exception("post-processing of a decision failed")
+
+    def _post(self, frame: Frame, result: Optional[InspectionResult], decision: Decision) -> None:
+        recipe = self.recipe
+        entry = None
+        if self.archive is not None and self.archive.wants(decision.verdict):
+            entry = self.archive.entry_for(frame, decision.verdict, decision.decided_at)
+        body = result_body(frame, decision, result, self.session, recipe.line, recipe.station, recipe.sha256,
+                           self.engine_sha256, str(entry) if entry else None)
+        if result is not None and (decision.fail_safe and result.verdict != decision.verdict):
+            body["inspection_verdict"] = result.verdict
+        if self.outbox is not None:
+            try:
+                self.outbox.put(self.topics.result, result_payload(body))
+            except Exception as exc:  # noqa: BLE001 - report, keep deciding
+                self.set_status_field("outbox_error", str(exc))
+                log.error("outbox: %s", exc)
+            if self.link is not None:
+                self.link.notify_result()
+        if entry is not None and self.archive is not None:
+            if not self.archive.submit(entry, frame, result, body, recipe.thresholds.pixel):
+                body["archive"] = None
+        for observer in list(self._observers):
+            try:
+                observer(frame, result, decision)
+            except Exception:  # noqa: BLE001
+                log.exception("lane observer failed")

@@ -1,0 +1,1 @@
+"""Test doubles: stand-ins for libraries that cannot be installed on CI (named as doubles)."""
