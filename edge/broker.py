@@ -105,6 +105,9 @@ class MosquittoBroker:
             f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 10000\n"
+            # mosquitto started as root drops to user 'mosquitto', which cannot write our
+            # private temp folder (persistence file); stay the user that started it.
+            + ("user root\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")
         )
         return conf
 

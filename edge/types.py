@@ -45,6 +45,8 @@ class Region:
     location: str
     area_mm2: Optional[float] = None
     rejects: bool = True
+    zone: Optional[str] = None  # name of the recipe zone holding the centroid (rules.zones)
+    defect_type: Optional[str] = None  # nearest defect-type prototype, when prototypes are calibrated
     feature: Optional[np.ndarray] = field(default=None, repr=False)  # pooled L2-normalised DINOv2 feature
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +61,10 @@ class Region:
         }
         if self.area_mm2 is not None:
             out["area_mm2"] = round(float(self.area_mm2), 4)
+        if self.zone is not None:
+            out["zone"] = self.zone
+        if self.defect_type is not None:
+            out["defect_type"] = self.defect_type
         return out
 
 

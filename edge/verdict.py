@@ -20,8 +20,10 @@ region rejects.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 from edge.config.decision import ZoneConfig
 from edge.config.recipe import Recipe
@@ -53,12 +55,44 @@ def zone_of(region: Region, zones: list[ZoneConfig]) -> Optional[ZoneConfig]:
     return None
 
 
+_PROTOTYPES: dict[Path, tuple[tuple[int, int], Any]] = {}
+_PROTOTYPES_LOCK = threading.Lock()
+
+
+def _prototypes(path: Path) -> Any:
+    """Defect-type prototypes, loaded once per file version (reloaded when calibrate rewrites the file)."""
+    from edge.prototypes import Prototypes
+
+    st = path.stat() if path.is_file() else None
+    stamp = (st.st_mtime_ns, st.st_size) if st else (-1, -1)
+    with _PROTOTYPES_LOCK:
+        cached = _PROTOTYPES.get(path)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, Prototypes.load(path))  # a missing file raises: the lane decides fail-safe, with the reason
+            _PROTOTYPES[path] = cached
+        return cached[1]
+
+
+def region_defect_type(region: Region, recipe: Recipe) -> Optional[str]:
+    """The region's defect type: already set, or its nearest prototype when always_reject needs it."""
+    known = region.defect_type
+    if known is not None or not recipe.rules.always_reject or recipe.assistant.prototypes is None:
+        return known
+    if region.feature is None:
+        return None
+    best = _prototypes(Path(recipe.assistant.prototypes)).match(region.feature, k=1)
+    if best and best[0]["similarity"] >= recipe.rules.type_min_similarity:
+        region.defect_type = best[0]["type"]  # shown in results
+        return region.defect_type
+    return None
+
+
 def judge_region(region: Region, recipe: Recipe) -> RegionRule:
     """Apply the rules to one region (see the module docstring for the order)."""
     rules = recipe.rules
     zone = zone_of(region, list(rules.zones)) if rules.zones else None
     zone_name = zone.name if zone is not None else None
-    defect_type = getattr(region, "defect_type", None)
+    defect_type = region_defect_type(region, recipe)
     if defect_type is not None and defect_type in rules.always_reject:
         return RegionRule(True, zone_name, 0, f"{defect_type} always rejects")
     if zone is not None and zone.ignore:
@@ -84,7 +118,7 @@ def mark_rejecting_regions(regions: list[Region], recipe: Recipe) -> list[Region
         rule = judge_region(region, recipe)
         region.rejects = rule.rejects
         if recipe.rules.zones:
-            region.zone = rule.zone  # type: ignore[attr-defined]  # shown in results when zones exist
+            region.zone = rule.zone  # shown in results when zones exist
         judged.append(rule)
     return judged
 

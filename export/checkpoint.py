@@ -24,14 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Belt and braces: local_files_only=True below is the guarantee; these stop any other hub call.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import torch  # noqa: E402  (after the offline switches, before transformers)
 
 from edge.expert.manifest import sha256_file  # noqa: E402
 from export.errors import CheckpointError  # noqa: E402
-from export.hub_keys import hub_to_hf, infer_architecture, is_hub_layout, unwrap_state_dict  # noqa: E402
+from export.hub_keys import (  # noqa: E402
+    hub_to_hf,
+    infer_architecture,
+    is_hub_layout,
+    to_legacy_names,
+    unwrap_state_dict,
+    uses_legacy_names,
+)
 
 # The tiny expert: real DINOv2 layout (patch 14, layer scale, 518-px position grid
 # interpolated like the real checkpoints), small width/depth so tests take seconds.
@@ -76,7 +84,7 @@ def load_backbone(
         raise CheckpointError("give exactly one of a checkpoint path or tiny=True")
     if tiny:
         return build_tiny(seed)
-    path = Path(checkpoint)  # type: ignore[arg-type]
+    path = Path(checkpoint).expanduser()  # type: ignore[arg-type]
     if not path.exists():
         raise CheckpointError(
             f"checkpoint {path} does not exist (nothing is downloaded: give a local Hugging Face folder "
@@ -238,6 +246,8 @@ def load_hub_file(path: Path, num_heads: Optional[int] = None) -> LoadedBackbone
     config_cls, model_cls = _dinov2_classes(arch.num_register_tokens > 0)
     config = config_cls(**arch.config_kwargs(), attn_implementation="eager")
     model = model_cls(config)
+    if uses_legacy_names(model.state_dict().keys()):  # older transformers module layout
+        hf_state = to_legacy_names(hf_state)
     try:
         result = model.load_state_dict(hf_state, strict=False)
     except RuntimeError as exc:  # shape mismatches

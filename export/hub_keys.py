@@ -248,10 +248,61 @@ def hub_to_hf(state: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
+# transformers < 5 (and some 5.x) name the DINOv2 modules differently; the mapping above
+# produces the current names and these convert between the two layouts.
+_LEGACY_RENAMES = (
+    ("attention.q_proj.", "attention.attention.query."),
+    ("attention.k_proj.", "attention.attention.key."),
+    ("attention.v_proj.", "attention.attention.value."),
+    ("attention.o_proj.", "attention.output.dense."),
+    ("mlp.down_proj.", "mlp.weights_out."),
+)
+
+
+def uses_legacy_names(model_keys: Any) -> bool:
+    """True when a model's state-dict keys use the pre-5 layout (``attention.attention.query``)."""
+    return any(".attention.attention.query." in key for key in model_keys)
+
+
+def to_legacy_names(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Current transformers names -> legacy ones (SwiGLU gate/up fused back into ``weights_in``)."""
+    import torch
+
+    out: dict[str, Any] = {}
+    gates: dict[str, Any] = {}
+    for key, tensor in state.items():
+        if ".mlp.gate_proj." in key or ".mlp.up_proj." in key:
+            gates[key] = tensor
+            continue
+        for new, old in _LEGACY_RENAMES:
+            key = key.replace(new, old)
+        out[key] = tensor
+    for key in [k for k in gates if ".mlp.gate_proj." in k]:
+        up = key.replace(".mlp.gate_proj.", ".mlp.up_proj.")
+        out[key.replace(".mlp.gate_proj.", ".mlp.weights_in.")] = torch.cat([gates[key], gates[up]], dim=0)
+    return out
+
+
+def to_current_names(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Legacy transformers names -> current ones (inverse of :func:`to_legacy_names`)."""
+    out: dict[str, Any] = {}
+    for key, tensor in state.items():
+        if ".mlp.weights_in." in key:
+            gate, up = tensor.chunk(2, dim=0)
+            out[key.replace(".mlp.weights_in.", ".mlp.gate_proj.")] = gate
+            out[key.replace(".mlp.weights_in.", ".mlp.up_proj.")] = up
+            continue
+        for new, old in _LEGACY_RENAMES:
+            key = key.replace(old, new)
+        out[key] = tensor
+    return out
+
+
 def hf_to_hub(state: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`hub_to_hf` (used by tests to fabricate hub checkpoints from tiny HF models)."""
     import torch  # export-only module; torch is present wherever this is called
 
+    state = to_current_names(state)
     top = {v: k for k, v in _TOP_RENAMES.items()}
     block = {v: k for k, v in _BLOCK_RENAMES.items()}
     out: dict[str, Any] = {}

@@ -122,8 +122,63 @@ def make_mixed_precision_onnx(onnx_path: Path, out_path: Path) -> dict[str, Any]
         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP32_OP_TYPES),
         node_block_list=keep,
     )
+    removed = _drop_duplicate_nodes(mixed)
+    _topological_sort(mixed)  # the converter appends its Casts at the end; TensorRT's parser needs order
+    onnx.checker.check_model(mixed)
     onnx.save(mixed, str(out_path))
-    return {"fp32_nodes": len(keep), "nodes": len(model.graph.node), "converter": "onnxruntime.transformers.float16"}
+    return {"fp32_nodes": len(keep), "nodes": len(model.graph.node), "converter": "onnxruntime.transformers.float16",
+            "duplicate_casts_removed": removed}
+
+
+def _topological_sort(model: Any) -> None:
+    """Reorder ``model.graph.node`` so every node comes after the producers of its inputs (stable)."""
+    produced = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
+    pending = list(model.graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in produced for i in n.input)]
+        if not ready:
+            raise EngineBuildError(f"mixed-precision graph has a cycle or a dangling input near node {pending[0].name!r}")
+        ready_ids = {id(n) for n in ready}
+        for node in ready:
+            ordered.append(node)
+            produced.update(node.output)
+        pending = [n for n in pending if id(n) not in ready_ids]
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del model.graph.node[:]
+    model.graph.node.extend(copies)
+
+
+def _drop_duplicate_nodes(model: Any) -> int:
+    """Remove exact duplicates of a node (and of its value_info) from the graph; return how many.
+
+    onnxruntime <= 1.31's converter inserts one identical Cast (same name, same
+    output) per FP32 consumer of an FP16 tensor, which is an invalid graph
+    ("two nodes with same node name"); 1.32 shares one Cast. Dropping the exact
+    copies gives the 1.32 result on either version.
+    """
+    seen: set[bytes] = set()
+    keep = []
+    for node in model.graph.node:
+        key = node.SerializeToString(deterministic=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        keep.append(node)
+    removed = len(model.graph.node) - len(keep)
+    if removed:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        infos, names = [], set()
+        for info in model.graph.value_info:
+            if info.name not in names:
+                names.add(info.name)
+                infos.append(info)
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(infos)
+    return removed
 
 
 # --- TensorRT side -----------------------------------------------------------------------------
@@ -427,3 +482,40 @@ def engine_parity(plan_path: Path, onnx_path: Path, feature_dim: int, resolution
     finally:
         runner.close()
 
+
+
+# --- command-line glue (used by `iad-export engine` and `iad-export dinov2 --engine`) ------------
+
+
+def add_engine_arguments(parser: Any) -> None:
+    """The engine options, shared by ``iad-export engine`` and ``iad-export dinov2 --engine``."""
+    group = parser.add_argument_group("TensorRT engine")
+    group.add_argument("--max-tiles", type=int, default=8, help="Largest tile batch of the engine profile (default 8; >= the recipe's tiling.max_batch).")
+    group.add_argument("--max-bank", type=int, default=65536, help="Largest memory bank (rows) of the engine profile (default 65536).")
+    group.add_argument("--opt-bank", type=int, default=None, help="Bank rows TensorRT tunes for (default max-bank/4).")
+    group.add_argument("--fp32", action="store_true", help="Build a plain FP32 engine (default: FP16 with LayerNorm/Softmax/head in FP32).")
+    group.add_argument("--strongly-typed", action="store_true", default=None,
+                       help="Use the mixed-precision ONNX + strongly typed route on TensorRT 10 too (always used on TensorRT 11).")
+    group.add_argument("--timing-cache", type=Path, default=None, help="Timing cache file (default: engines/trt-timing-<version>.cache beside the output folder).")
+    group.add_argument("--no-parity", action="store_true", help="Skip the engine-vs-ONNX parity check (not recommended).")
+    group.add_argument("--workspace-gb", type=float, default=4.0, help="Builder workspace limit in GiB (default 4).")
+
+
+def build_engine_from_args(args: Any, onnx_path: Path, out_dir: Path, say: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Run :func:`build_engine` with the options of :func:`add_engine_arguments` and print what was written."""
+    profile = EngineProfile.from_limits(max_tiles=args.max_tiles, max_bank=args.max_bank, opt_bank=args.opt_bank)
+    manifest = build_engine(
+        onnx_path, out_dir, profile, fp16=not args.fp32, timing_cache=args.timing_cache,
+        strongly_typed=args.strongly_typed, parity=not args.no_parity, workspace_gb=args.workspace_gb, progress=say,
+    )
+    section = manifest["tensorrt"]
+    plan = manifest["files"][ENGINE_NAME]
+    print(f"wrote {Path(out_dir) / ENGINE_NAME} ({plan['bytes'] / 1e6:.1f} MB, sha256 {plan['sha256'][:12]}…)")
+    print(f"wrote {Path(out_dir) / MANIFEST_NAME}")
+    print(f"TensorRT {section['version']} on {section['device_name']} (sm {section['compute_capability']}), "
+          f"{section['precision']}{', strongly typed' if section['strongly_typed'] else ''}; timing cache {section['timing_cache']}")
+    parity = section.get("parity")
+    if parity:
+        print(f"parity vs ONNX FP32: distances max abs error {parity['distances_max_abs_error']:.2e}, "
+              f"image scores max abs error {parity['image_score_max_abs_error']:.2e}, ranking preserved {parity['ranking_preserved']}")
+    return manifest

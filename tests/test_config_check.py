@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from edge.cli import main
 from edge.config import load_recipe
@@ -72,3 +71,12 @@ def test_config_check_against_bad_target(config_recipe_dir, capsys):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_config_check_resolution_against_the_expert_manifest(config_recipe_dir, capsys):
+    (config_recipe_dir / "manifest.json").write_text(json.dumps({"resolution": 448, "patch_size": 14}))
+    path = _write(config_recipe_dir / "line3.yaml", CONFIG_BASE_RECIPE)
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{path}:15:3: tiling.resolution: the expert {config_recipe_dir / 'expert.onnx'} was exported for 448 px: "
+            "set tiling.resolution: 448 or re-export with `iad-export dinov2 --resolution 224` (got 224)") in err

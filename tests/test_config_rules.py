@@ -80,3 +80,24 @@ def test_config_rules_always_reject_type(tmp_path):
     verdict = decide(0.1, [tiny_crack_on_label], recipe)
     assert verdict.verdict == "NG" and "crack always rejects" in verdict.reason
     assert decide(0.1, [_region(350, 350, 2, defect_type="spot")], recipe).verdict == "OK"
+
+
+def test_config_rules_always_reject_by_prototype_match(tmp_path):
+    """With prototypes, a region's type is its nearest prototype (above type_min_similarity)."""
+    import numpy as np
+
+    from edge.prototypes import prototypes_from_features
+
+    rng = np.random.default_rng(0)
+    crack, spot = rng.standard_normal(32), rng.standard_normal(32)
+    prototypes_from_features({"crack": [crack], "spot": [spot]}).save(tmp_path / "protos.npz")
+    recipe = _recipe(tmp_path, ZONES + "  always_reject: [crack]\n  type_min_similarity: 0.9\n",
+                     "assistant:\n  prototypes: protos.npz\n")
+    near_crack = _region(350, 350, 2)
+    near_crack.feature = (crack + 0.05 * rng.standard_normal(32)).astype(np.float32)
+    verdict = decide(0.1, [near_crack], recipe)
+    assert verdict.verdict == "NG" and near_crack.defect_type == "crack"
+    unlike_any = _region(350, 350, 2)
+    unlike_any.feature = rng.standard_normal(32).astype(np.float32)
+    assert decide(0.1, [unlike_any], recipe).verdict == "OK"
+    assert getattr(unlike_any, "defect_type", None) is None

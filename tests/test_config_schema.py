@@ -64,3 +64,10 @@ def test_config_example_recipes_reference_the_schema_and_are_valid():
         from edge.config import load_recipe
 
         load_recipe(path)  # valid (files are not required to exist)
+
+
+def test_config_docs_key_reference_is_current():
+    from edge.config.schema import docs_with_reference
+
+    text = (REPO / "docs" / "recipes.md").read_text(encoding="utf-8")
+    assert docs_with_reference(text) == text, "docs/recipes.md key reference is stale: run `iad-edge schema --write`"

@@ -3,7 +3,6 @@ torch-hub state dicts (plain, registers + SwiGLU), each compared with the HF mod
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +139,18 @@ def test_training_checkpoint_keeps_backbone_and_drops_heads(tmp_path: Path, expo
     torch.save({"teacher": teacher, "iteration": 125000}, path)
     export_dinov2(tmp_path / "out", checkpoint=path, resolution=RESOLUTION)
     _assert_same_as_model(tmp_path / "out", model, prefix=1)
+
+
+@pytest.mark.parametrize("swiglu", [False, True])
+def test_legacy_transformers_layout_round_trip(export_make_hf_model: Any, swiglu: bool) -> None:
+    """transformers releases that still name modules ``attention.attention.query`` / ``mlp.weights_in``."""
+    from export.hub_keys import to_current_names, to_legacy_names, uses_legacy_names
+
+    state = export_make_hf_model(swiglu=swiglu).state_dict()
+    legacy = to_legacy_names(state)
+    assert uses_legacy_names(legacy) and not uses_legacy_names(state)
+    assert "encoder.layer.0.attention.output.dense.weight" in legacy
+    if swiglu:
+        assert legacy["encoder.layer.0.mlp.weights_in.weight"].shape[0] == 2 * state["encoder.layer.0.mlp.up_proj.weight"].shape[0]
+    back = to_current_names(legacy)
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)

@@ -140,6 +140,16 @@ def test_bad_arguments() -> None:
         export_qwen("/nonexistent", hf_dir="/x", tiny=True)
 
 
+def test_cli_missing_dir_exits_1_with_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.cli import main
+
+    rc = main(["qwen", "--hf-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "iad-export qwen: error: --hf-dir" in err and "no such folder" in err
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
 def test_cli_command_reports_error_for_missing_dir(tmp_path: Path) -> None:
     from export.commands import qwen as command
 

@@ -98,3 +98,19 @@ def test_short_buffer_and_packed_format_are_bad_frames():
         to_image(np.zeros(10, np.uint8), 4, 3, "Mono16")
     with pytest.raises(BadFrameError, match="'Mono12p' is not supported"):
         to_image(np.zeros(24, np.uint8), 4, 3, "Mono12p")
+
+
+def test_lost_device_is_reopened_with_backoff_and_frames_continue(genicam_cti):
+    cfg = GenicamSourceConfig(producer=genicam_cti, settings=[{"node": "PixelFormat", "value": "Mono8"}],
+                              fetch_timeout_s=0.5, reconnect_backoff_s=[0.2])
+    source = open_source(cfg)
+    try:
+        frames = iter(source)
+        before = [f.trigger_id for f in itertools.islice(frames, 2)]
+        source._worker.acquirer.destroy()  # the device handle disappears under the running acquisition
+        after = list(itertools.islice(frames, 3))
+    finally:
+        source.close()
+    assert len(before) == 2 and len(after) == 3
+    assert all(f.image.size and "error" not in f.meta for f in after)
+    assert source.stats["reconnects"] == 1 and "GenTL" in source.stats["last_error"]

@@ -45,7 +45,8 @@ def _setup(folder, text=CONFIG_BASE_RECIPE, fail=None):
 
 def test_reload_change_is_judged_once_the_file_settles(config_recipe_dir):
     path, sink, watcher = _setup(config_recipe_dir)
-    assert sink.status["recipe_applied"]["sha256"] == watcher.current.sha256
+    first_sha = watcher.current.sha256
+    assert sink.status["recipe_applied"]["sha256"] == first_sha
     assert watcher.poll() is None  # nothing changed
     _touch(path, CONFIG_BASE_RECIPE.replace("min_area_px: 16", "min_area_px: 30"))
     assert watcher.poll() is None  # first sight: wait for the editor to finish
@@ -53,6 +54,9 @@ def test_reload_change_is_judged_once_the_file_settles(config_recipe_dir):
     assert [r.rules.min_area_px for r in sink.applied] == [30]
     assert sink.status["recipe_applied"]["values"]["rules"]["min_area_px"] == 30
     assert sink.status["recipe_error"] is None
+    history = sink.status["recipe_history"]
+    assert [h["sha256"] for h in history] == [first_sha, sink.applied[-1].sha256]
+    assert all(h["applied_at"].endswith("Z") for h in history)
 
 
 def test_reload_invalid_edit_keeps_last_good_and_reports_line(config_recipe_dir):

@@ -171,3 +171,25 @@ def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, trt_
 def test_bad_profile() -> None:
     with pytest.raises(EngineBuildError, match="min <= opt <= max"):
         EngineProfile(tiles=(4, 2, 8))
+
+
+def test_cli_engine_command(monkeypatch: pytest.MonkeyPatch, trt_onnx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.cli import main
+
+    fake_tensorrt.install(monkeypatch)
+    rc = main(["engine", "--onnx", str(trt_onnx_dir / "expert.onnx"), "--max-tiles", "4", "--max-bank", "2048"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"wrote {trt_onnx_dir / 'expert.plan'}" in out
+    assert "parity vs ONNX FP32: distances max abs error" in out and "ranking preserved True" in out
+    assert _manifest(trt_onnx_dir)["tensorrt"]["profile"] == {"tiles": [1, 4, 4], "bank": [1, 512, 2048]}
+
+
+def test_cli_engine_without_tensorrt(monkeypatch: pytest.MonkeyPatch, trt_onnx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    rc = main(["engine", "--onnx", str(trt_onnx_dir / "expert.onnx")])
+    assert rc == 1
+    assert "iad-export engine: error: building an engine needs the `tensorrt` Python package" in capsys.readouterr().err
+    assert not (trt_onnx_dir / "expert.plan").exists()

@@ -117,8 +117,8 @@ def test_same_verdicts_as_onnxruntime_on_synthetic_frames(monkeypatch: pytest.Mo
     bank_path = tmp_path / "bank.npz"
     bank.save(bank_path)
     ort_inspector = Inspector.from_recipe(ort_recipe, bank_path=bank_path)
-    trt_recipe = load_recipe(write_recipe(tmp_path, trt_engine_dir, name="trt.yaml", overrides={
-        "expert": {"backend": "tensorrt", "engine": str(trt_engine_dir / "expert.plan"), "max_tiles": 4, "max_bank": 1024}}))
+    trt_recipe = ort_recipe.model_copy(update={"expert": TensorRTExpertConfig(
+        engine=trt_engine_dir / "expert.plan", max_tiles=4, max_bank=1024)})
     trt_inspector = Inspector.from_recipe(trt_recipe, bank_path=bank_path)
     frames = [f.image for f in synthetic_frames(6, seed=11, width=112, height=112)]
     for image in frames:

@@ -35,7 +35,7 @@ import numpy as np
 from edge.assistant.busy_signal import BusySignal, signal_name
 from edge.assistant.evidence import region_evidence, region_images
 from edge.assistant.explain import Explainer, fallback_explanation
-from edge.assistant.spool import SpoolJob, SpoolReader
+from edge.assistant.spool import SpoolJob, SpoolReader, write_job
 from edge.config.recipe import Recipe
 from edge.errors import IadError
 from edge.mqtt.topics import Topics
@@ -191,28 +191,34 @@ class AssistantService:
             return
         if topic == self.topics.result and self.cfg.mqtt_intake:
             if body.get("verdict") == "NG" and body.get("regions") and not body.get("fail_safe"):
-                self.submit(Job("explain", str(body.get("trigger_id")), dict(body, kind="explain")))
+                # through the spool, so that a job taken from MQTT survives a crash like a lane-spooled one
+                write_job(Path(self.cfg.spool), dict(body, kind="explain"))
         elif topic == self.topics.cmd("generate"):
             rid = str(body.get("request_id") or f"gen-{int(time.time() * 1000)}")
-            self.submit(Job("generate", rid, dict(body, request_id=rid)))
+            write_job(Path(self.cfg.spool), dict(body, kind="generate", request_id=rid, trigger_id=body.get("trigger_id")))
 
     def poll_spool(self) -> int:
         jobs = self.spool.claim_new()
         for sj in jobs:
-            kind = sj.body.get("kind", "explain")
-            self.submit(Job(kind, str(sj.body.get("trigger_id")), sj.body, spool=sj))
+            self.submit(self._from_spool(sj))
         return len(jobs)
 
     def recover(self) -> None:
         """Re-queue jobs a crashed run had claimed; give up (and say so) on those that were claimed twice."""
         retry, failed = self.spool.recover()
         for sj in failed:
-            job = Job(sj.body.get("kind", "explain"), str(sj.body.get("trigger_id")), sj.body, spool=sj)
+            job = self._from_spool(sj)
             self.counters["failed"] += 1
             self._note(job, "failed", "the assistant stopped twice while holding this job; not retried again")
             job.finish()
         for sj in retry:
-            self.submit(Job(sj.body.get("kind", "explain"), str(sj.body.get("trigger_id")), sj.body, spool=sj))
+            self.submit(self._from_spool(sj))
+
+    @staticmethod
+    def _from_spool(sj: SpoolJob) -> Job:
+        kind = sj.body.get("kind", "explain")
+        key = sj.body.get("request_id") if kind == "generate" else sj.body.get("trigger_id")
+        return Job(kind, str(key), sj.body, spool=sj)
 
     # ------------------------------------------------------------------ worker
     def run(self, stop: threading.Event, max_jobs: Optional[int] = None) -> None:
@@ -274,7 +280,7 @@ class AssistantService:
         return self._inspector
 
     def _job_image(self, job: Job, wait_s: float = 2.0) -> Optional[np.ndarray]:
-        if job.spool is not None:
+        if job.spool is not None and job.spool.image_path is not None:
             return job.spool.load_image()
         entry = job.body.get("archive")
         if not entry:

@@ -55,7 +55,7 @@ def write_job(spool: Path, body: dict[str, Any], image: Optional[np.ndarray] = N
         if not ok:
             raise ValueError("cannot encode the frame as PNG")
         _write_atomic(spool / f"{name}.png", buf.tobytes())
-        body["image"] = f"{name}.png"
+        body["spool_image"] = f"{name}.png"  # its own key: a request's "image" path is never the spool's to delete
     path = spool / f"{name}.json"
     _write_atomic(path, json.dumps(body, default=str).encode())
     return path
@@ -192,5 +192,6 @@ class SpoolReader:
             log.error("assistant spool: unreadable job %s (%s); removed", work.name, exc)
             work.unlink(missing_ok=True)
             return None
-        image = self.spool / body["image"] if body.get("image") else None
+        name = body.get("spool_image")
+        image = self.spool / Path(str(name)).name if name else None  # only ever a file inside the spool
         return SpoolJob(body, work, image)

@@ -62,6 +62,12 @@ def warnings(recipe: Recipe) -> list[str]:
     out = []
     if not Path(recipe.bank.path).is_file():
         out.append(f"warning: bank.path {recipe.bank.path} does not exist yet: run `iad-edge calibrate {recipe.source_path} --good DIR`")
+    source = recipe.source_path
+    if source is not None:
+        generated = source.with_name(f"{source.stem}.generated.yaml")
+        if generated.is_file() and generated.resolve() not in recipe.included_paths:
+            out.append(f"warning: {generated.name} (written by `iad-edge calibrate`) exists but is not included: "
+                       f"add `include: {generated.name}` to use its thresholds")
     if recipe.mqtt.tls is not None and recipe.mqtt.port == 1883:
         out.append("warning: mqtt.tls is set but mqtt.port is 1883 (the plain-text port by convention; TLS brokers usually listen on 8883)")
     return out

@@ -7,7 +7,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from edge.config.schema import REPO_SCHEMA_PATH, recipe_json_schema_text
+from edge.config.schema import (
+    REPO_DOCS_PATH,
+    REPO_SCHEMA_PATH,
+    docs_with_reference,
+    recipe_json_schema_text,
+    reference_markdown,
+)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -33,16 +39,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--write", nargs="?", const=str(REPO_SCHEMA_PATH), metavar="PATH",
-        help=f"Write the schema to PATH instead of printing it (default PATH: {REPO_SCHEMA_PATH}).",
+        help=f"Write the schema to PATH instead of printing it (default PATH: {REPO_SCHEMA_PATH}; "
+        "the default also refreshes the key reference in docs/recipes.md).",
     )
+    parser.add_argument("--markdown", action="store_true", help="Print the key reference tables (as in docs/recipes.md) instead.")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(reference_markdown(), end="")
+        return 0
     text = recipe_json_schema_text()
     if args.write:
         write_atomic(Path(args.write), text)
         print(f"wrote {args.write}")
+        if Path(args.write).resolve() == REPO_SCHEMA_PATH and REPO_DOCS_PATH.is_file():
+            write_atomic(REPO_DOCS_PATH, docs_with_reference(REPO_DOCS_PATH.read_text(encoding="utf-8")))
+            print(f"updated the key reference in {REPO_DOCS_PATH}")
     else:
         print(text, end="")
     return 0

@@ -147,6 +147,11 @@ class RulesConfig(StrictModel):
         default_factory=list,
         description="Defect types (names of the prototypes in assistant.prototypes) that reject at any size, in any zone.",
     )
+    type_min_similarity: float = Field(
+        0.8, ge=-1.0, le=1.0,
+        description="A region is given the defect type of its nearest prototype only at or above this cosine similarity "
+        "(used by always_reject).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> "RulesConfig":

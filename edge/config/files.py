@@ -59,3 +59,27 @@ def missing_files(recipe: Recipe) -> list[tuple[KeyPath, str]]:
             what = "is a folder, not a file" if path.exists() else "file not found"
             problems.append((key_path, f"{what}: {path}"))
     return problems
+
+
+def model_mismatches(recipe: Recipe) -> list[tuple[KeyPath, str]]:
+    """(key path, message) when the expert's manifest.json contradicts the recipe (only if both files exist).
+
+    The tile size must be the size the model was exported for; catching it at
+    `check` time beats a load error on the line.
+    """
+    import json
+
+    model = getattr(recipe.expert, "model", None) or getattr(recipe.expert, "engine", None)
+    if model is None:
+        return []
+    manifest = Path(model).with_name("manifest.json")
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # no manifest here: the expert loader reports that with its own message
+    resolution = data.get("resolution") if isinstance(data, dict) else None
+    if isinstance(resolution, int) and resolution != recipe.tiling.resolution:
+        return [(("tiling", "resolution"),
+                 f"the expert {model} was exported for {resolution} px: set tiling.resolution: {resolution} "
+                 f"or re-export with `iad-export dinov2 --resolution {recipe.tiling.resolution}` (got {recipe.tiling.resolution})")]
+    return []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from pydantic import ValidationError
 
@@ -141,9 +141,9 @@ def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False
         raise RecipeError(path, _format(problems, marks)) from None
 
     if check_files:
-        from edge.config.files import missing_files
+        from edge.config.files import missing_files, model_mismatches
 
-        problems = [Problem(key_path, message) for key_path, message in missing_files(recipe)]
+        problems = [Problem(key_path, message) for key_path, message in missing_files(recipe) + model_mismatches(recipe)]
         if problems:
             raise RecipeError(path, _format(problems, marks))
 

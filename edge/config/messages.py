@@ -9,7 +9,6 @@ to find the field's bounds and the valid sibling keys.
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Optional, Union

@@ -8,7 +8,8 @@ The line never stops for a recipe edit:
 * a changed recipe is validated fully in memory (``parse_recipe`` with the
   named files required to exist);
 * valid -> ``apply(recipe)`` (the lane applies it between two frames); once it
-  took, ``recipe_applied`` = {sha256, applied_at, path, values} is published on
+  took, ``recipe_applied`` = {sha256, applied_at, path, values} and
+  ``recipe_history`` (the last 10 applied: sha256, applied_at) are published on
   the status (and logged), and ``recipe_error`` is cleared;
 * invalid, or refused by the lane (e.g. a bank that does not fit the expert)
   -> the last good recipe keeps running and ``recipe_error`` (the
@@ -27,6 +28,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -37,6 +39,7 @@ from edge.config.recipe import Recipe
 log = logging.getLogger(__name__)
 
 Stamp = tuple[tuple[str, int, int], ...]
+HISTORY = 10  # applied recipes kept on the status (sha256 + time); the log keeps all of them
 
 
 def _stamp(paths: list[Path]) -> Stamp:
@@ -98,8 +101,12 @@ class RecipeWatcher:
         self._seen_hash: Optional[str] = current.sha256 if current is not None else None
         self._stamp: Stamp = _stamp(self._paths())
         self._pending: Optional[Stamp] = None
+        self.applied_log: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         if current is not None:
-            self.set_status("recipe_applied", applied_record(current))
+            record = applied_record(current)
+            self.applied_log.append({"sha256": record["sha256"], "applied_at": record["applied_at"]})
+            self.set_status("recipe_applied", record)
+            self.set_status("recipe_history", list(self.applied_log))
 
     def _paths(self) -> list[Path]:
         included = list(self.current.included_paths) if self.current is not None else []
@@ -177,7 +184,10 @@ class RecipeWatcher:
             self.current = recipe  # its included files are watched from the next poll on
             self.applied += 1
         self.history.append((recipe.sha256, now, "applied"))
-        self.set_status("recipe_applied", applied_record(recipe, now))
+        record = applied_record(recipe, now)
+        self.applied_log.append({"sha256": record["sha256"], "applied_at": record["applied_at"]})
+        self.set_status("recipe_applied", record)
+        self.set_status("recipe_history", list(self.applied_log))
         self.set_status("recipe_error", None)
         log.info("recipe applied: %s sha256 %s", self.path, recipe.sha256)
 

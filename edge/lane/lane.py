@@ -126,6 +126,7 @@ class Lane:
         self._threads: list[threading.Thread] = []
         self._started = False
         self._closed = False
+        self.pending_results = 0  # results still in the outbox after stop()
 
     # ------------------------------------------------------------------ hooks
     def add_observer(self, callback: Observer) -> None:
@@ -220,6 +221,7 @@ class Lane:
         if self.link is not None:
             self.link.stop(drain_timeout_s)
         if self.outbox is not None:
+            self.pending_results = self.outbox.count()
             self.outbox.close()
         self._apply_pending_recipe()  # resolve a future nobody will apply any more
 

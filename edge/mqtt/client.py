@@ -38,6 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.config.mqtt import MqttConfig
+from edge.mqtt.auth import apply_auth
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.topics import Topics
 
@@ -98,6 +99,8 @@ class MqttLink:
         return self._connected.is_set()
 
     def start(self) -> "MqttLink":
+        """Start connecting in the background; a bad password/TLS file raises here, in the caller's thread."""
+        self._make_client(0)
         self._supervisor.start()
         self._drainer.start()
         return self
@@ -185,17 +188,7 @@ class MqttLink:
         client.max_inflight_messages_set(max(20, self.max_inflight_results * 2))
         client.max_queued_messages_set(1000)  # bound paho's memory if the socket stalls unnoticed
         client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
-        if self.cfg.username:
-            password = None
-            if self.cfg.password_file:
-                password = open(self.cfg.password_file, encoding="utf-8").read().strip()
-            client.username_pw_set(self.cfg.username, password)
-        if self.cfg.tls:
-            client.tls_set(
-                ca_certs=str(self.cfg.tls.ca_file),
-                certfile=str(self.cfg.tls.cert_file) if self.cfg.tls.cert_file else None,
-                keyfile=str(self.cfg.tls.key_file) if self.cfg.tls.key_file else None,
-            )
+        apply_auth(client, self.cfg)  # username/password file and TLS, with errors naming the file
 
         def on_connect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
             if reason_code.is_failure:
@@ -211,7 +204,7 @@ class MqttLink:
             self._wake.set()
 
         def on_disconnect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
-            if self._connected.is_set():
+            if self._connected.is_set() and not self._stop.is_set():
                 log.warning("MQTT link to %s:%s lost (%s)", self.host, self.port, reason_code)
             self._connected.clear()
             self._link_down.set()
@@ -231,7 +224,12 @@ class MqttLink:
         attempt = 0
         while not self._stop.is_set():
             self._generation += 1
-            client = self._make_client(self._generation)
+            try:
+                client = self._make_client(self._generation)
+            except Exception as exc:  # noqa: BLE001 - e.g. a TLS file removed while running
+                self.last_error = f"cannot set up the MQTT client: {exc}"
+                self._stop.wait(self.backoff_s[-1])
+                continue
             self._link_down.clear()
             try:
                 client.connect(self.host, self.port, keepalive=self.cfg.keepalive_s, clean_start=True)

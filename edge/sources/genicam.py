@@ -192,6 +192,7 @@ class _Acquirer(threading.Thread):
         self.heartbeat = time.monotonic()
         self.failure: Optional[str] = None
         self.last_frame_id: Optional[int] = None
+        self.acquirer: Any = None  # the open harvesters ImageAcquirer (diagnostics, tests)
 
     def _emit(self, item: Any) -> bool:
         while not self.abandoned.is_set():
@@ -207,6 +208,7 @@ class _Acquirer(threading.Thread):
         try:
             harvester, acquirer, applied = self.opened or open_camera(self.cfg)
             self.opened = None
+            self.acquirer = acquirer
             self.stats["applied_settings"] = applied
             acquirer.start()
             while not self.abandoned.is_set():

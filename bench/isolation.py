@@ -1,0 +1,199 @@
+"""Benchmark: real-time lane latency with the assistant idle vs saturated, in one run.
+
+Everything real: mosquitto on loopback (when installed), the lane with the tiny
+random DINOv2 on ONNX Runtime and a synthetic source at a fixed trigger rate,
+the assistant as its own supervised process running the tiny Qwen2 GGUF in
+llama.cpp. Phases alternate (idle, saturated, idle, saturated, ...) so slow
+drift of a shared machine hits both alike:
+
+* **idle**: the assistant process is up, loaded, and has no job;
+* **saturated**: a feeder keeps the spool full of NG jobs, so llama.cpp
+  generates continuously (with its priority lowered and yielding to the lane's
+  busy flag between tokens, as in production);
+* **unprotected** (``--unprotected``): saturated, but at nice 0, normal
+  scheduling, and a busy flag the lane never sets — what the mechanisms buy.
+
+Prints lane latency (trigger → decision) p50/p99 per phase and the ratio
+saturated / idle (target ≤ 1.10 on a 2-core machine).
+
+    .venv/bin/python bench/isolation.py [--frames 100] [--rate 10] [--rounds 2] [--resolution 112] [--unprotected]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+def prepare(workdir: Path, resolution: int, threads: int) -> tuple[Path, Path]:
+    """Tiny expert + bank + tiny GGUF in ``workdir``; returns (expert_dir, gguf_path)."""
+    from edge.bank import build_bank
+    from edge.config import load_recipe
+    from edge.expert import load_expert
+    from edge.sources.synthetic import SyntheticPartRenderer
+    from export.dinov2 import export_dinov2
+    from export.qwen import export_qwen
+
+    expert_dir = workdir / "expert"
+    if not (expert_dir / "expert.onnx").is_file():
+        export_dinov2(expert_dir, tiny=True, resolution=resolution)
+    gguf_dir = workdir / "gguf"
+    if not (gguf_dir / "manifest.json").is_file():
+        export_qwen(gguf_dir, tiny=True, quant="Q8_0", progress=False)
+    recipe = load_recipe(write_recipe(workdir, expert_dir, gguf_dir / "tiny-qwen2-Q8_0.gguf", resolution, 10.0, threads, "x", True))
+    if not (workdir / "bank.npz").is_file():
+        renderer = SyntheticPartRenderer(224, 224, 3, seed=3, defect_rate=0.0)
+        build_bank(load_expert(recipe.expert), (renderer.render(1000 + i).image for i in range(12)), recipe,
+                   progress=False).save(workdir / "bank.npz")
+    return expert_dir, gguf_dir / "tiny-qwen2-Q8_0.gguf"
+
+
+def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, rate: float, threads: int,
+                 name: str, protected: bool, port: int = 1883, mqtt: bool = True) -> Path:
+    import yaml
+
+    recipe = {
+        "version": 1, "line": "bench", "station": f"iso{name}",
+        "source": {"type": "synthetic", "width": 224, "height": 224, "channels": 3, "defect_rate": 0.3, "seed": 3,
+                   "rate_hz": rate},
+        "expert": {"backend": "onnxruntime", "model": str(expert_dir / "expert.onnx"), "threads": threads},
+        "tiling": {"mode": "resize", "resolution": resolution},
+        "bank": {"path": "bank.npz"},
+        "thresholds": {"image_score": 0.17, "pixel": 0.15},
+        "decision": {"window_ms": 5000},
+        "mqtt": {"enabled": mqtt, "host": "127.0.0.1", "port": port, "outbox": f"outbox-{name}.sqlite"},
+        "archive": {"enabled": False, "path": "archive"},
+        "assistant": {
+            "enabled": True, "model": str(gguf), "n_ctx": 1024, "max_tokens": 512, "threads": 1, "backlog": 4,
+            "spool": f"spool-{name}", "mqtt_intake": False, "max_regions": 1,
+            "nice": 19 if protected else 0, "sched_idle": protected, "io_priority": "idle" if protected else "unchanged",
+            # unprotected: the assistant watches a flag nobody sets, so it never yields
+            "busy_signal": f"iad-busy-bench-{name}" if protected else f"iad-busy-bench-nobody-{uuid.uuid4().hex[:6]}",
+        },
+    }
+    path = workdir / f"recipe-{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def run_phase(recipe_path: Path, frames: int, saturate: bool, broker) -> dict:
+    """One lane run of ``frames`` triggers; with ``saturate`` a feeder keeps the assistant's spool full."""
+    from edge.assistant.busy_signal import BusySignal
+    from edge.assistant.spool import write_job
+    from edge.config import load_recipe
+    from edge.lane.build import build_lane
+    from edge.sources.synthetic import SyntheticPartRenderer
+
+    recipe = load_recipe(recipe_path)
+    lane = build_lane(recipe, mqtt_host=broker.host if broker else None, mqtt_port=broker.port if broker else None,
+                      mqtt_enabled=broker is not None)
+    latencies: list[float] = []
+    fail_safe = [0]
+
+    def observe(frame, result, decision) -> None:  # noqa: ANN001
+        latencies.append(decision.latency_ms)
+        fail_safe[0] += int(decision.fail_safe)
+
+    lane.add_observer(observe)
+    flag = BusySignal(recipe.assistant.busy_signal or "")
+    lane.add_busy_listener(flag.set)  # the production hook (the spool writer is the feeder's job here)
+    stop = threading.Event()
+    fed = [0]
+
+    def feed() -> None:
+        spool = Path(recipe.assistant.spool)
+        ng = SyntheticPartRenderer(224, 224, 3, seed=3).render(3000, defect="scratch").image
+        region = {"bbox": [80, 50, 130, 80], "area_px": 600, "centroid": [105.0, 65.0], "peak": 0.3, "mean": 0.2,
+                  "location": "top", "rejects": True}
+        while not stop.is_set():
+            if len(list(spool.glob("*.json"))) + len(list(spool.glob("*.work"))) < 3:
+                write_job(spool, {"kind": "explain", "session": "bench", "trigger_id": fed[0], "verdict": "NG",
+                                  "score": 0.3, "regions": [region]}, ng)
+                fed[0] += 1
+            stop.wait(0.02)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    if saturate:
+        feeder.start()
+        time.sleep(1.0)  # let the assistant get going
+    lane.run(max_frames=frames)
+    stop.set()
+    if saturate:
+        feeder.join(2)
+    flag.set(False)
+    flag.close()
+    return {"latencies": latencies, "fail_safe": fail_safe[0], "jobs_fed": fed[0]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=100, help="Triggers per phase (default 100).")
+    ap.add_argument("--rate", type=float, default=10.0, help="Trigger rate in Hz (default 10).")
+    ap.add_argument("--rounds", type=int, default=2, help="Idle/saturated pairs, alternated (default 2).")
+    ap.add_argument("--resolution", type=int, default=112, help="Tiny expert input size (default 112).")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the lane (default 1).")
+    ap.add_argument("--unprotected", action="store_true", help="Add a saturated phase without priority/yielding.")
+    ap.add_argument("--workdir", type=Path, help="Reuse models and bank from this folder.")
+    args = ap.parse_args()
+
+    from edge.assistant.supervisor import AssistantSupervisor
+    from edge.broker import MosquittoBroker, find_mosquitto
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="iad-bench-isolation-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    expert_dir, gguf = prepare(workdir, args.resolution, args.threads)
+    broker = MosquittoBroker(workdir=workdir / "mosquitto").start() if find_mosquitto() else None
+    port = broker.port if broker else 1883
+    phases = {"idle": [], "saturated": [], "unprotected": []}
+    stats: dict[str, list] = {k: [] for k in phases}
+    plan = [("idle", True), ("saturated", True)] * args.rounds + ([("unprotected", False)] if args.unprotected else [])
+    try:
+        for name, protected in plan:
+            recipe = write_recipe(workdir, expert_dir, gguf, args.resolution, args.rate, args.threads,
+                                  "p" if protected else "u", protected, port, broker is not None)
+            sup = AssistantSupervisor(recipe, ["--no-mqtt"] if broker is None else ["--mqtt-port", str(port)],
+                                      log_path=workdir / "assistant.log").start()
+            time.sleep(3.0)  # model loaded, priority applied, idle
+            try:
+                out = run_phase(recipe, args.frames, saturate=name != "idle", broker=broker)
+            finally:
+                sup.stop()
+            phases[name] += out["latencies"]
+            stats[name].append((out["fail_safe"], out["jobs_fed"], sup.restarts))
+            print(f"  {name:<11} p50 {_percentile(out['latencies'], 50):7.1f} ms  p99 {_percentile(out['latencies'], 99):7.1f} ms"
+                  f"  fail-safe {out['fail_safe']}  jobs fed {out['jobs_fed']}", flush=True)
+    finally:
+        if broker is not None:
+            broker.close()
+
+    print(f"\nlane latency, trigger -> decision ({args.frames} frames x {args.rounds} rounds at {args.rate:g} Hz, "
+          f"tiny expert @{args.resolution}, tiny Qwen2 GGUF, broker: {'mosquitto' if broker else 'none'})")
+    print(f"{'assistant':<12}{'p50 ms':>10}{'p99 ms':>10}{'frames':>8}")
+    for name, lat in phases.items():
+        if lat:
+            print(f"{name:<12}{_percentile(lat, 50):10.1f}{_percentile(lat, 99):10.1f}{len(lat):8d}")
+    idle, sat = phases["idle"], phases["saturated"]
+    print(f"\nratio saturated/idle: p50 {_percentile(sat, 50) / _percentile(idle, 50):.3f}  "
+          f"p99 {_percentile(sat, 99) / _percentile(idle, 99):.3f}  (target <= 1.10)")
+    if phases["unprotected"]:
+        un = phases["unprotected"]
+        print(f"ratio unprotected/idle: p50 {_percentile(un, 50) / _percentile(idle, 50):.3f}  "
+              f"p99 {_percentile(un, 99) / _percentile(idle, 99):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Benchmark: the real-time lane with a real broker and a subscriber playing the PLC, ViT-S/14, ORT CPU.
+
+For each resolution it measures, in one run on the same model and bank:
+
+* expert-only: median latency of one ``expert.run`` on a ready uint8 tile, and
+  the frames/s that gives back to back;
+* lane, paced (triggers at ~60 % of the expert-only rate, so no queueing):
+  trigger->decision latency inside the lane (p50/p99) and trigger->decision
+  *received by the PLC subscriber* over mosquitto on loopback (p50/p99), and the
+  ratio lane p50 / expert-only p50;
+* lane, saturated (pull mode: the next frame is rendered while the previous one
+  is inspected): frames/s pipelined, and the ratio to expert-only frames/s.
+
+    .venv/bin/python bench/lane.py [--resolutions 224 448] [--frames 20] [--threads 2] [--workdir DIR]
+
+Needs the [export] extra (torch) to export the random-weight ViT-S/14 and a
+mosquitto binary. Prints a table; never asserts on absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._models import exported_expert  # noqa: E402
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+class Plc:
+    """Subscriber on the decision topic: trigger->received latency from the payload's trigger_time."""
+
+    def __init__(self, host: str, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+
+        self.latencies: list[float] = []
+        ready = threading.Event()
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="bench-plc",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.on_message = lambda c, u, m: self.latencies.append(
+            (time.time() - json.loads(m.payload)["trigger_time"]) * 1000.0)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        ready.wait(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _recipe(workdir: Path, model: Path, resolution: int, threads: int, rate_hz, name: str):
+    import yaml
+
+    from edge.config import load_recipe
+
+    source = {"type": "synthetic", "width": resolution, "height": resolution, "defect_rate": 0.3, "seed": 5}
+    if rate_hz:
+        source["rate_hz"] = rate_hz
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 1, "line": "bench", "station": name,
+        "source": source,
+        "expert": {"backend": "onnxruntime", "model": str(model), "threads": threads},
+        "tiling": {"mode": "resize", "resolution": resolution},
+        "bank": {"path": f"bank-{resolution}.npz"},
+        "decision": {"window_ms": 60000, "fail_safe": "NG"},
+        "mqtt": {"outbox": f"{name}.outbox.sqlite"},
+        "archive": {"enabled": False},
+    }))
+    return load_recipe(path)
+
+
+def _run_lane(recipe, inspector, broker, frames: int):
+    from edge.lane.build import build_lane
+
+    plc = Plc(broker.host, broker.port, f"{recipe.topic_root}/decision")
+    lane = build_lane(recipe, mqtt_host=broker.host, mqtt_port=broker.port, inspector=inspector)
+    lane.link.wait_connected(10)
+    latencies: list[float] = []
+    lane.add_observer(lambda f, r, d: latencies.append(d.latency_ms))
+    start = time.perf_counter()
+    lane.start(frames)
+    lane.wait()
+    while len(latencies) < frames:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    lane.stop(drain_timeout_s=5)
+    time.sleep(0.2)
+    plc.close()
+    return latencies, list(plc.latencies), frames / elapsed, lane.counters.snapshot()
+
+
+def bench_resolution(workdir: Path, broker, resolution: int, frames: int, threads: int) -> dict:
+    from edge.bank import build_bank
+    from edge.inspector import Inspector
+    from edge.sources.synthetic import SyntheticPartRenderer
+
+    model = exported_expert(workdir, "vits14", resolution)
+    base = _recipe(workdir, model, resolution, threads, None, f"sat{resolution}")
+    inspector = Inspector.from_recipe(base, load_bank=False)
+    renderer = SyntheticPartRenderer(resolution, resolution, 3, seed=1, defect_rate=0.0)
+    bank = build_bank(inspector.expert, (renderer.render(i).image for i in range(4)), base, progress=False)
+    bank.save(base.bank.path)
+    inspector.load_bank(base.bank.path)
+
+    tile = np.ascontiguousarray(renderer.render(99).image[None, :, :, ::-1])
+    for _ in range(2):
+        inspector.expert.run(tile)
+    expert_ms = []
+    for _ in range(max(5, frames // 2)):
+        t = time.perf_counter()
+        inspector.expert.run(tile)
+        expert_ms.append((time.perf_counter() - t) * 1000.0)
+    expert_p50 = statistics.median(expert_ms)
+
+    paced = _recipe(workdir, model, resolution, threads, round(0.6 * 1000.0 / expert_p50, 3), f"paced{resolution}")
+    inspector.update_recipe(paced)
+    lane_lat, plc_lat, _, paced_counters = _run_lane(paced, inspector, broker, frames)
+    inspector.update_recipe(base)
+    _, _, lane_fps, sat_counters = _run_lane(base, inspector, broker, frames)
+    return {
+        "resolution": resolution, "expert_p50": expert_p50, "expert_fps": 1000.0 / expert_p50,
+        "lane_p50": statistics.median(lane_lat), "lane_p99": _pct(lane_lat, 0.99),
+        "plc_p50": statistics.median(plc_lat) if plc_lat else float("nan"), "plc_p99": _pct(plc_lat, 0.99),
+        "plc_received": len(plc_lat), "frames": frames, "lane_fps": lane_fps,
+        "fail_safe": paced_counters["fail_safe"] + sat_counters["fail_safe"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 448])
+    parser.add_argument("--frames", type=int, default=20, help="frames per lane run (paced and saturated)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, help="keep exported models here between runs (default: a temp dir)")
+    args = parser.parse_args()
+
+    from edge.broker import MosquittoBroker
+
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="iad-bench-lane-")
+        args.workdir = Path(tmp.name)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with MosquittoBroker() as broker:
+        for resolution in args.resolutions:
+            print(f"[bench] ViT-S/14 random weights @ {resolution}: exporting/measuring ...", file=sys.stderr, flush=True)
+            rows.append(bench_resolution(args.workdir, broker, resolution, args.frames, args.threads))
+    print(f"\nreal-time lane, ViT-S/14 (random weights), ORT CPU {args.threads} threads, mosquitto on loopback, "
+          f"{args.frames} frames per run")
+    head = (f"{'res':>4} | {'expert p50':>10} | {'lane p50/p99 (ms)':>17} | {'PLC recv p50/p99':>16} | {'lane/expert':>11} |"
+            f" {'fps expert':>10} | {'fps lane':>8} | {'fps ratio':>9} | fail-safe")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['resolution']:>4} | {r['expert_p50']:>8.1f}ms | {r['lane_p50']:>7.1f} / {r['lane_p99']:>7.1f} |"
+              f" {r['plc_p50']:>6.1f} / {r['plc_p99']:>7.1f} | {r['lane_p50'] / r['expert_p50']:>10.2f}x |"
+              f" {r['expert_fps']:>10.2f} | {r['lane_fps']:>8.2f} | {r['lane_fps'] / r['expert_fps']:>8.2f}x |"
+              f" {r['fail_safe']} (PLC got {r['plc_received']}/{r['frames']})")
+    print("lane p50/p99: trigger -> decision made; PLC recv: trigger -> decision received by the subscriber; "
+          "paced at 60 % of the expert-only rate. fps lane: saturated pull mode (render, inspect, publish pipelined).")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""`iad-edge demo`: the embedded default, from a fresh clone to live decisions in one command.
+
+1. builds the tiny random DINOv2 expert into ``engines/tiny/`` if it is missing
+   (the export step, which needs the ``[export]`` extra: torch),
+2. calibrates a memory bank on synthetic good parts if it is missing,
+3. starts mosquitto on a free loopback port (unless ``--mqtt-host/--mqtt-port``
+   name a broker; without a mosquitto binary it says so and prints decisions
+   locally),
+4. runs the real-time lane (the same code as ``iad-edge run``) on the synthetic
+   source of ``calibration/demo.yaml`` for ``--frames`` parts, printing every
+   decision as it is made, with a subscriber playing the PLC, and writing an
+   overlay per part to ``--out``,
+5. prints a summary (verdicts, latency, injected defects caught).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import cv2
+
+from edge.config import load_recipe
+from edge.errors import IadError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RECIPE = REPO_ROOT / "calibration" / "demo.yaml"
+BANK_GOOD_FRAMES = 16
+BANK_SEED_OFFSET = 1_000_000  # good frames for the bank never coincide with the demo's stream
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="Self-contained demo: tiny expert, synthetic parts, local broker, live decisions and overlays.",
+        description="Build what is missing (tiny expert, bank), start a local mosquitto, and run the real-time lane "
+        "on synthetic parts, printing each decision and writing overlays.",
+    )
+    parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help=f"Recipe (default {DEFAULT_RECIPE.relative_to(REPO_ROOT)}).")
+    parser.add_argument("--frames", type=int, default=40, metavar="N", help="Parts to inspect (default 40).")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR", help="Overlay folder (default out/demo/).")
+    parser.add_argument("--mqtt-host", metavar="H", help="Use this broker instead of starting mosquitto.")
+    parser.add_argument("--mqtt-port", type=int, metavar="P", help="Port of that broker (default the recipe's).")
+    parser.add_argument("--no-mqtt", action="store_true", help="No broker at all: print decisions locally.")
+    parser.add_argument("--rebuild", action="store_true", help="Rebuild the tiny expert and the bank even if present.")
+    parser.set_defaults(func=run)
+
+
+def ensure_expert(recipe: Any, rebuild: bool = False) -> Path:
+    """Export the tiny expert where the recipe expects it, unless it is already there."""
+    model = Path(recipe.expert.model)
+    if model.exists() and (model.parent / "manifest.json").exists() and not rebuild:
+        return model
+    try:
+        from export.dinov2 import export_dinov2
+    except ImportError as exc:
+        raise IadError(
+            f"the demo builds its tiny expert with the export step, which needs torch ({exc.name} is missing): "
+            "pip install -e '.[export]' (this pins torch==2.13.0), or build it elsewhere with "
+            f"`iad-export dinov2 --tiny --resolution {recipe.tiling.resolution} --out {model.parent}`"
+        ) from None
+    print(f"[demo] building the tiny random DINOv2 expert into {model.parent}/ (once) ...", flush=True)
+    export_dinov2(model.parent, tiny=True, resolution=recipe.tiling.resolution, progress=lambda m: print(f"       {m}", flush=True))
+    return model
+
+
+def ensure_bank(recipe: Any, rebuild: bool = False) -> Path:
+    """Calibrate the bank on synthetic good parts (same renderer, other frame indices) unless present."""
+    path = Path(recipe.bank.path)
+    if path.exists() and not rebuild:
+        return path
+    from edge.bank import build_bank
+    from edge.expert import load_expert
+    from edge.sources.synthetic import SyntheticPartRenderer
+
+    src = recipe.source
+    renderer = SyntheticPartRenderer(src.width, src.height, src.channels, src.seed, 0.0, src.defect_types)
+    print(f"[demo] calibrating the memory bank on {BANK_GOOD_FRAMES} synthetic good parts -> {path}", flush=True)
+    expert = load_expert(recipe.expert)
+    try:
+        images = (renderer.render(BANK_SEED_OFFSET + i, defect=None).image for i in range(BANK_GOOD_FRAMES))
+        bank = build_bank(expert, images, recipe, progress=True, total=BANK_GOOD_FRAMES)
+    finally:
+        expert.close()
+    bank.save(path)
+    return path
+
+
+class _Plc:
+    """A subscriber standing in for the PLC: counts decisions received and their trigger->arrival latency."""
+
+    def __init__(self, host: str, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+
+        self.received: list[tuple[int, float]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="iad-demo-plc",
+                                   protocol=mqtt.MQTTv5)
+        self._client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self._client.on_subscribe = lambda *a: self._ready.set()
+        self._client.on_message = self._on_message
+        self._client.connect(host, port, keepalive=10)
+        self._client.loop_start()
+        self._ready.wait(5)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        import json
+
+        try:
+            body = json.loads(msg.payload)
+            with self._lock:
+                self.received.append((int(body["trigger_id"]), (time.time() - float(body["trigger_time"])) * 1000.0))
+        except (ValueError, KeyError, TypeError):
+            with self._lock:
+                self.received.append((-1, 0.0))
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.broker import BrokerError, MosquittoBroker, find_mosquitto
+    from edge.lane.build import build_lane
+    from edge.lane.console import DecisionPrinter, stop_on_signals
+
+    if args.frames < 1:
+        raise IadError(f"--frames must be at least 1 (got {args.frames})")
+    recipe = load_recipe(args.recipe)
+    ensure_expert(recipe, args.rebuild)
+    ensure_bank(recipe, args.rebuild)
+
+    broker: Optional[MosquittoBroker] = None
+    host, port, use_mqtt = args.mqtt_host, args.mqtt_port, not args.no_mqtt
+    if use_mqtt and host is None and port is None:
+        if find_mosquitto() is None:
+            print("[demo] no mosquitto binary found (apt-get install mosquitto): decisions are printed locally only",
+                  flush=True)
+            use_mqtt = False
+        else:
+            try:
+                broker = MosquittoBroker().start()
+            except BrokerError as exc:
+                print(f"[demo] could not start mosquitto ({exc}): decisions are printed locally only", flush=True)
+                use_mqtt = False
+            else:
+                host, port = broker.host, broker.port
+                print(f"[demo] mosquitto started on {host}:{port}", flush=True)
+    host = host or recipe.mqtt.host
+    port = port or recipe.mqtt.port
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plc: Optional[_Plc] = None
+    lane = None
+    assistant_hooks = assistant = None
+    try:
+        lane = build_lane(recipe, mqtt_host=host, mqtt_port=port, mqtt_enabled=use_mqtt)
+        if recipe.assistant.enabled:  # the assistant lane runs as a supervised child process
+            from edge.assistant.lane_hooks import attach_assistant
+            from edge.assistant.supervisor import AssistantSupervisor
+
+            assistant_hooks = attach_assistant(lane, recipe)
+            extra = ["--mqtt-host", host, "--mqtt-port", str(port)] if use_mqtt else ["--no-mqtt"]
+            assistant = AssistantSupervisor(args.recipe, extra, log_path=out_dir / "assistant.log").start()
+            print(f"[demo] assistant lane started as a child process (log: {out_dir}/assistant.log)", flush=True)
+        printer = DecisionPrinter()
+        lane.add_observer(printer)
+        lane.add_observer(_overlay_writer(out_dir, recipe.thresholds.pixel))
+        if lane.link is not None:
+            if not lane.link.wait_connected(5):
+                print(f"[demo] broker {host}:{port} not reachable ({lane.link.last_error}); deciding anyway, "
+                      "results wait in the outbox", flush=True)
+            else:
+                plc = _Plc(host, port, f"{recipe.topic_root}/decision")
+                print(f"[demo] a subscriber plays the PLC on {recipe.topic_root}/decision", flush=True)
+        print(f"[demo] inspecting {args.frames} synthetic parts (window {recipe.decision.window_ms} ms, "
+              f"fail-safe {recipe.decision.fail_safe}); overlays -> {out_dir}/", flush=True)
+        stop = stop_on_signals()
+        lane.start(args.frames)
+        while not lane.wait(0.2):
+            if stop.is_set():
+                break
+        lane.stop(drain_timeout_s=5)
+        counters = lane.counters.snapshot()
+        print("\n[demo] summary")
+        print(printer.summary(counters))
+        if plc is not None:
+            time.sleep(0.3)
+            lat = sorted(ms for _, ms in plc.received)
+            median = lat[len(lat) // 2] if lat else float("nan")
+            print(f"PLC subscriber received {len(plc.received)}/{counters['decisions']} decisions "
+                  f"(trigger->received median {median:.1f} ms)")
+        if recipe.archive.enabled:
+            print(f"NG parts archived under {recipe.archive.path}/ ; overlays in {out_dir}/")
+    finally:
+        if lane is not None:
+            lane.stop(drain_timeout_s=2)
+        if assistant_hooks is not None:
+            assistant_hooks.close()
+        if assistant is not None:
+            assistant.stop()
+        if plc is not None:
+            plc.close()
+        if broker is not None:
+            broker.close()
+    return 0
+
+
+def _overlay_writer(out_dir: Path, pixel_threshold: float):
+    """Lane observer that writes ``<trigger>_<verdict>.png`` overlays (post thread, off the hot path)."""
+    from edge.overlay import render_overlay
+
+    def write(frame: Any, result: Any, decision: Any) -> None:
+        if result is None or not getattr(frame.image, "size", 0):
+            return
+        image = render_overlay(frame.image, result.anomaly_map, result.regions, pixel_threshold,
+                               verdict=decision.verdict, score=decision.score)
+        cv2.imwrite(str(out_dir / f"{decision.trigger_id:04d}_{decision.verdict}.png"), image)
+
+    return write

@@ -1,0 +1,87 @@
+"""Shadow mode on a running lane with a real broker: the candidate is judged, never published."""
+
+from __future__ import annotations
+
+import shutil
+
+import yaml
+
+from edge.config import load_recipe
+from edge.lane.build import build_lane
+from edge.shadow import attach_shadow
+from tests.fixtures.expert import write_recipe
+
+FRAMES = 12
+
+
+def _run(tmp_path, expert_dir, bank, broker, recorder, candidate_overrides, live_overrides=None):
+    shutil.copy(bank, tmp_path / "bank.npz")
+    live_path = write_recipe(tmp_path, expert_dir, live_overrides or {}, name="live.yaml")
+    candidate_path = write_recipe(tmp_path, expert_dir, {**(live_overrides or {}), **candidate_overrides}, name="candidate.yaml")
+    recipe = load_recipe(live_path)
+    plc = recorder(broker, f"{recipe.topic_root}/#")
+    lane = build_lane(recipe, mqtt_host=broker.host, mqtt_port=broker.port, status_interval_s=0.1)
+    assert lane.link.wait_connected(10)
+    live = []
+    lane.add_observer(lambda frame, result, decision: live.append((frame.trigger_id, result.verdict)))
+    shadow = attach_shadow(lane, candidate_path)
+    lane.run(max_frames=FRAMES)
+    shadow.close()
+    return plc, shadow, live, recipe
+
+
+def test_shadow_counts_changed_verdicts_without_publishing_them(
+        tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder):
+    plc, shadow, live, recipe = _run(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder,
+                                     candidate_overrides={"thresholds": {"image_score": 0.0, "pixel": 0.15}})
+    summary = shadow.summary()
+    ok_live = sum(1 for _, verdict in live if verdict == "OK")
+    assert ok_live > 0, "the default recipe should pass some synthetic parts"
+    assert summary["compared"] == FRAMES and summary["redecided"] == FRAMES
+    assert summary["changed"] == summary["ok_to_ng"] == ok_live  # image_score 0: every part NG
+    assert summary["ng_to_ok"] == 0
+    assert [e["trigger_id"] for e in summary["examples"]] == [t for t, v in live if v == "OK"][:10]
+    assert all(e["live"] == "OK" and e["candidate"] == "NG" for e in summary["examples"])
+    # the PLC saw exactly one decision per trigger, all from the live recipe
+    assert plc.wait_for(lambda m: len([x for x in m if x.topic.endswith("/result")]) == FRAMES)
+    decisions = [x.json for x in plc.on("/decision")]
+    assert [d["trigger_id"] for d in decisions] == list(range(FRAMES))
+    assert [d["verdict"] for d in decisions] == [v for _, v in live]
+    assert all(x.json["recipe_sha256"] == recipe.sha256 for x in plc.on("/result"))
+    assert plc.wait_for(lambda m: any((x.json.get("extras") or {}).get("shadow", {}).get("compared") == FRAMES
+                                      for x in m if x.topic.endswith("/status")))
+    lines = shadow.summary_lines()
+    assert lines[0].endswith(f"{ok_live} of {FRAMES} compared verdicts would change ({ok_live / FRAMES:.1%}): "
+                             f"{ok_live} OK->NG, 0 NG->OK")
+
+
+def test_shadow_reinspects_when_the_bank_differs(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder):
+    """A candidate with its own bank file (same content here) re-inspects on a shared session: no verdict changes."""
+    shutil.copy(tiny_bank_path, tmp_path / "other-bank.npz")
+    plc, shadow, live, _ = _run(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder,
+                                candidate_overrides={"bank": {"path": "other-bank.npz"}})
+    summary = shadow.summary()
+    assert summary["reinspected"] + summary["skipped"] == FRAMES
+    assert summary["reinspected"] > 0 and summary["redecided"] == 0
+    assert summary["changed"] == 0
+    assert len(plc.on("/decision")) == FRAMES
+
+
+def test_shadow_bad_candidate_is_refused_before_the_line_starts(tmp_path, tiny_expert_dir, tiny_bank_path):
+    import pytest
+
+    from edge.config import RecipeError
+
+    shutil.copy(tiny_bank_path, tmp_path / "bank.npz")
+    recipe = load_recipe(write_recipe(tmp_path, tiny_expert_dir, name="live.yaml"))
+    bad = tmp_path / "candidate.yaml"
+    data = yaml.safe_load((tmp_path / "live.yaml").read_text())
+    data["thresholds"]["pixle"] = 0.2
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    lane = build_lane(recipe, mqtt_enabled=False)
+    try:
+        with pytest.raises(RecipeError) as info:
+            attach_shadow(lane, bad)
+        assert "unknown key 'pixle' — did you mean 'pixel'?" in str(info.value)
+    finally:
+        lane.stop()
