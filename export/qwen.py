@@ -135,7 +135,8 @@ def build_tiny_qwen(out_dir: Path, seed: int = 0) -> Path:
 
     from export.tokenizer import build_tiny_tokenizer
 
-    n_vocab = build_tiny_tokenizer(out_dir)
+    ids = build_tiny_tokenizer(out_dir)
+    n_vocab = ids["n_vocab"]
     config = Qwen2Config(
         vocab_size=n_vocab,
         hidden_size=64,
@@ -148,12 +149,44 @@ def build_tiny_qwen(out_dir: Path, seed: int = 0) -> Path:
         rope_theta=10000.0,
         tie_word_embeddings=True,
         bos_token_id=None,
-        eos_token_id=n_vocab - 1,  # <|im_end|>
-        pad_token_id=n_vocab - 3,  # <|endoftext|>
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
         torch_dtype="float32",
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).eval()
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir
+
+
+def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
+    """Save a deterministic random tiny Qwen2-VL (vision tower + projector + Qwen2 text model) in ``out_dir``.
+
+    Real Qwen2-VL architecture at toy size (text hidden 64, 2 layers; vision
+    embed 32, depth 2, patch 14, 2x2 merge), so the converter writes both the
+    language GGUF and the mmproj GGUF that llama.cpp's multimodal path loads.
+    """
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from export.tokenizer import build_tiny_tokenizer
+
+    ids = build_tiny_tokenizer(out_dir, vision=True)
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=ids["n_vocab"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-6,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=True,
+            eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
+        ),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     return out_dir
 

@@ -18,6 +18,8 @@ QWEN2_SPLIT_PATTERN = (
 )
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen2-VL's vision markers, appended after the chat tokens for the tiny vision-language model.
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 # ChatML, the template family of Qwen chat models; llama.cpp reads it from the GGUF.
 CHAT_TEMPLATE = (
@@ -42,11 +44,12 @@ Quality engineers read the explanation, technicians adjust the thresholds, opera
 """
 
 
-def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384) -> int:
+def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384, vision: bool = False) -> dict[str, int]:
     """Train the tiny tokenizer and save it as a Hugging Face fast tokenizer in ``out_dir``.
 
-    Returns the vocabulary size including the special tokens (the model's
-    embedding table must have at least this many rows).
+    Returns the ids of the special tokens plus ``"n_vocab"``, the vocabulary
+    size including them (the model's embedding table needs at least this many
+    rows). ``vision`` adds Qwen2-VL's vision marker tokens.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -67,7 +70,8 @@ def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384) -> int:
     )
     tok.train_from_iterator(TRAINING_TEXT.splitlines(), trainer=trainer)
     # Special tokens go after the learned vocabulary, as in Qwen's tokenizer.
-    tok.add_special_tokens(SPECIAL_TOKENS)
+    specials = SPECIAL_TOKENS + (VISION_TOKENS if vision else [])
+    tok.add_special_tokens(specials)
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -80,4 +84,6 @@ def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384) -> int:
     fast.chat_template = CHAT_TEMPLATE
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out_dir))
-    return len(fast)
+    ids = {name: int(fast.convert_tokens_to_ids(name)) for name in specials}
+    ids["n_vocab"] = len(fast)
+    return ids

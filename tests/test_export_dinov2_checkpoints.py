@@ -146,7 +146,7 @@ def test_legacy_transformers_layout_round_trip(export_make_hf_model: Any, swiglu
     """transformers releases that still name modules ``attention.attention.query`` / ``mlp.weights_in``."""
     from export.hub_keys import to_current_names, to_legacy_names, uses_legacy_names
 
-    state = export_make_hf_model(swiglu=swiglu).state_dict()
+    state = to_current_names(export_make_hf_model(swiglu=swiglu).state_dict())  # whatever this transformers uses
     legacy = to_legacy_names(state)
     assert uses_legacy_names(legacy) and not uses_legacy_names(state)
     assert "encoder.layer.0.attention.output.dense.weight" in legacy

@@ -410,6 +410,9 @@ class Lane:
                            self.engine_sha256, str(entry) if entry else None)
         if result is not None and (decision.fail_safe and result.verdict != decision.verdict):
             body["inspection_verdict"] = result.verdict
+        if entry is not None and self.archive is not None:
+            if not self.archive.submit(entry, frame, result, body, recipe.thresholds.pixel):
+                body["archive"] = None  # writer behind (counted): say so in the published result
         if self.outbox is not None:
             try:
                 self.outbox.put(self.topics.result, result_payload(body))
@@ -418,9 +421,6 @@ class Lane:
                 log.error("outbox: %s", exc)
             if self.link is not None:
                 self.link.notify_result()
-        if entry is not None and self.archive is not None:
-            if not self.archive.submit(entry, frame, result, body, recipe.thresholds.pixel):
-                body["archive"] = None
         for observer in list(self._observers):
             try:
                 observer(frame, result, decision)
