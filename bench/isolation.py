@@ -16,7 +16,7 @@ drift of a shared machine hits both alike:
 Prints lane latency (trigger → decision) p50/p99 per phase and the ratio
 saturated / idle (target ≤ 1.10 on a 2-core machine).
 
-    .venv/bin/python bench/isolation.py [--frames 100] [--rate 10] [--rounds 2] [--resolution 112] [--unprotected]
+    .venv/bin/python bench/isolation.py [--frames 75] [--rate 10] [--rounds 4] [--resolution 224] [--unprotected]
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ import argparse
 import multiprocessing as mp
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +80,7 @@ def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, r
             "spool": f"spool-{name}", "mqtt_intake": False, "max_regions": 1,
             "nice": 19 if protected else 0, "sched_idle": protected, "io_priority": "idle" if protected else "unchanged",
             # unprotected: the assistant watches a flag nobody sets, so it never yields
-            "busy_signal": f"iad-busy-bench-{name}" if protected else f"iad-busy-bench-nobody-{uuid.uuid4().hex[:6]}",
+            "busy_signal": f"iad-busy-bench-{name}" if protected else "iad-busy-bench-nobody",
         },
     }
     path = workdir / f"recipe-{name}.yaml"
@@ -149,9 +147,9 @@ def feed(spool_dir: str, stop, fed) -> None:  # noqa: ANN001
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=100, help="Triggers per phase (default 100).")
+    ap.add_argument("--frames", type=int, default=75, help="Triggers per phase (default 75).")
     ap.add_argument("--rate", type=float, default=10.0, help="Trigger rate in Hz (default 10).")
-    ap.add_argument("--rounds", type=int, default=2, help="Idle/saturated pairs, alternated (default 2).")
+    ap.add_argument("--rounds", type=int, default=4, help="Idle/saturated pairs, alternated (default 4).")
     ap.add_argument("--resolution", type=int, default=224, help="Tiny expert input size (default 224).")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the lane (default 1).")
     ap.add_argument("--unprotected", action="store_true", help="Add a saturated phase without priority/yielding.")
@@ -181,12 +179,18 @@ def main() -> int:
             finally:
                 sup.stop()
             phases[name] += out["latencies"]
+            if name == "idle":
+                stats.setdefault("idle_p99", []).append(out["latencies"])
             stats[name].append((out["fail_safe"], out["jobs_fed"], sup.restarts))
             print(f"  {name:<11} p50 {_percentile(out['latencies'], 50):7.1f} ms  p99 {_percentile(out['latencies'], 99):7.1f} ms"
                   f"  fail-safe {out['fail_safe']}  jobs fed {out['jobs_fed']}", flush=True)
     finally:
         if broker is not None:
             broker.close()
+        from edge.assistant.busy_signal import BusySignal
+
+        for flag in ("iad-busy-bench-p", "iad-busy-bench-nobody"):
+            BusySignal(flag).unlink()
 
     print(f"\nlane latency, trigger -> decision ({args.frames} frames x {args.rounds} rounds at {args.rate:g} Hz, "
           f"tiny expert @{args.resolution}, tiny Qwen2 GGUF, broker: {'mosquitto' if broker else 'none'})")
@@ -197,6 +201,10 @@ def main() -> int:
     idle, sat = phases["idle"], phases["saturated"]
     print(f"\nratio saturated/idle: p50 {_percentile(sat, 50) / _percentile(idle, 50):.3f}  "
           f"p99 {_percentile(sat, 99) / _percentile(idle, 99):.3f}  (target <= 1.10)")
+    spread = [_percentile(lat, 99) for lat in stats["idle_p99"]] if stats.get("idle_p99") else []
+    if len(spread) > 1:
+        print(f"noise floor: idle p99 per round {min(spread):.1f}..{max(spread):.1f} ms "
+              f"(max/min {max(spread) / min(spread):.2f}; the same assistant state, round to round)")
     if phases["unprotected"]:
         un = phases["unprotected"]
         print(f"ratio unprotected/idle: p50 {_percentile(un, 50) / _percentile(idle, 50):.3f}  "

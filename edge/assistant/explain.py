@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.assistant.evidence import LOCATIONS, evidence_lines, png_data_uri, severity_from_evidence
-from edge.errors import IadError, ModelLoadError
+from edge.errors import IadError
 from edge.generation import DEFECT_TYPES
 
 log = logging.getLogger(__name__)

@@ -236,6 +236,16 @@ class AssistantService:
             done += 1
         stop.set()
         intake.join(2.0)
+        self.release_backlog()
+
+    def release_backlog(self) -> int:
+        """Clean shutdown: hand waiting spool jobs back unclaimed (they are not crash retries); return how many."""
+        released = 0
+        while (job := self.backlog.get(timeout=0)) is not None:
+            if job.spool is not None:
+                job.spool.release()
+                released += 1
+        return released
 
     def _intake_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -341,12 +351,13 @@ class AssistantService:
         return msg
 
     def _allowed(self, path: Path) -> Path:
-        """Generation requests come from the network: read only under the archive or the recipe folder."""
-        roots = [Path(self.recipe.archive.path).resolve()]
-        if self.recipe.source_path is not None:
-            roots.append(self.recipe.source_path.parent.resolve())
+        """Generation requests come from the network: read only under the archive, the recipe's folder
+        and the appliance's allowed roots (``$IAD_ALLOWED_ROOTS``, see :mod:`edge.security`)."""
+        from edge.security import allowed_roots, is_within
+
+        roots = [Path(self.recipe.archive.path).resolve(), *allowed_roots(self.recipe.source_path)]
         real = path.resolve()
-        if not any(real == r or r in real.parents for r in roots):
+        if not is_within(real, roots):
             raise IadError(f"{path}: outside the folders a generation request may read ({', '.join(map(str, roots))})")
         return real
 

@@ -142,6 +142,13 @@ class SpoolJob:
             return None
         return cv2.imdecode(np.fromfile(str(self.image_path), np.uint8), cv2.IMREAD_UNCHANGED)
 
+    def release(self) -> None:
+        """Give the job back unclaimed (clean shutdown): the next start takes it as new, not as a retry."""
+        try:
+            os.rename(self.work_path, self.work_path.with_name(self.work_path.name[: -len(".work")]))
+        except FileNotFoundError:
+            pass
+
     def done(self) -> None:
         """Remove the job's files (finished, skipped or failed: the outcome went to MQTT)."""
         for p in (self.work_path, self.image_path):
@@ -158,11 +165,19 @@ class SpoolReader:
     def __init__(self, spool: Path):
         self.spool = Path(spool)
         self.spool.mkdir(parents=True, exist_ok=True)
+        # claims made before recover() ran (tests poll first): never mistaken for a crashed run's;
+        # recover() runs once per process, after which there is nothing left to track
+        self._claimed: Optional[set[Path]] = set()
 
     def recover(self) -> tuple[list[SpoolJob], list[SpoolJob]]:
         """Jobs a previous run had claimed: (to retry, given up after MAX_ATTEMPTS)."""
         retry, failed = [], []
+        if self._claimed is None:
+            return retry, failed
+        mine, self._claimed = self._claimed, None
         for work in sorted(self.spool.glob("*.json.work")):
+            if work in mine:
+                continue
             job = self._load(work)
             if job is None:
                 continue
@@ -180,6 +195,8 @@ class SpoolReader:
                 os.rename(path, work)
             except FileNotFoundError:
                 continue  # another reader took it
+            if self._claimed is not None:
+                self._claimed.add(work)
             job = self._load(work)
             if job is not None:
                 jobs.append(job)

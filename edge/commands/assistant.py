@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from edge.assistant.priority import apply_priority
     from edge.assistant.process import AssistantService
 
+    from edge.security import preflight
+
     recipe = load_recipe(args.recipe)
+    preflight(recipe)  # paths inside the allowed roots, model files match their manifests: before loading anything
     cfg = recipe.assistant
     applied = apply_priority(cfg.nice, cfg.cpu_affinity, cfg.sched_idle, cfg.io_priority)
     busy = BusySignal(cfg.busy_signal or signal_name(recipe.line, recipe.station))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 import time
 from pathlib import Path
@@ -184,12 +183,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[demo] a subscriber plays the PLC on {recipe.topic_root}/decision", flush=True)
         print(f"[demo] inspecting {args.frames} synthetic parts (window {recipe.decision.window_ms} ms, "
               f"fail-safe {recipe.decision.fail_safe}); overlays -> {out_dir}/", flush=True)
-        stop = stop_on_signals()
-        lane.start(args.frames)
-        while not lane.wait(0.2):
-            if stop.is_set():
-                break
-        lane.stop(drain_timeout_s=5)
+        with stop_on_signals() as stop:
+            lane.start(args.frames)
+            while not lane.wait(0.2):
+                if stop.is_set():
+                    break
+            lane.stop(drain_timeout_s=5)
         counters = lane.counters.snapshot()
         print("\n[demo] summary")
         print(printer.summary(counters))

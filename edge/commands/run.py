@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from edge.config import load_recipe
@@ -41,16 +42,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.config.run_hooks import start_run_hooks
-    from edge.lane.build import build_lane
-    from edge.lane.console import DecisionPrinter, stop_on_signals
-    from edge.notify import Notifier, attach_to_lane
+    from edge.lane.console import stop_on_signals
 
     if args.max_frames is not None and args.max_frames < 0:
         print("iad-edge run: error: --max-frames must be 0 or more", file=sys.stderr)
         return 2
+    with stop_on_signals() as stop:
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: threading.Event) -> int:
+    from edge.lane.build import build_lane
+    from edge.lane.console import DecisionPrinter
+    from edge.notify import Notifier, attach_to_lane
+
     recipe = load_recipe(args.recipe)
-    stop = stop_on_signals()
     lane = build_lane(recipe, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
                       mqtt_enabled=False if args.no_mqtt else None, bank_path=args.bank)
     printer = DecisionPrinter(quiet=args.quiet)

@@ -25,6 +25,8 @@ class OnnxRuntimeExpertConfig(StrictModel):
         None, description="Engine cache folder for the TensorRT execution provider (built on first run, reused after)."
     )
     trt_fp16: bool = Field(True, description="Let the TensorRT execution provider use FP16 kernels.")
+    trt_max_tiles: int = Field(8, ge=1, le=256, description="Largest tile batch in the TensorRT execution provider's profile.")
+    trt_max_bank: int = Field(65536, ge=2, description="Largest memory bank in the TensorRT execution provider's profile.")
 
     @field_validator("providers")
     @classmethod

@@ -29,6 +29,8 @@ _PROVIDER_NAMES = {
 
 def provider_list(cfg: OnnxRuntimeExpertConfig, manifest: dict[str, Any]) -> list[Any]:
     """Requested providers that this onnxruntime build has, with options, CPU always last."""
+    if any(p != "cpu" for p in cfg.providers) and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # onnxruntime-gpu: load the pip CUDA/cuDNN libraries before the session needs them
     available = set(ort.get_available_providers())
     chosen: list[Any] = []
     for name in cfg.providers:
@@ -37,7 +39,16 @@ def provider_list(cfg: OnnxRuntimeExpertConfig, manifest: dict[str, Any]) -> lis
             log.warning("execution provider %s is not available in this onnxruntime build; skipped", ort_name)
             continue
         if name == "tensorrt":
-            options: dict[str, Any] = {"trt_fp16_enable": cfg.trt_fp16}
+            r, d = int(manifest["resolution"]), int(manifest["feature_dim"])
+            options: dict[str, Any] = {
+                "trt_fp16_enable": cfg.trt_fp16,
+                "trt_layer_norm_fp32_fallback": True,  # FP16 LayerNorm overflows on ViTs
+                "trt_max_workspace_size": 4 << 30,
+                # one profile covering the tile batch and bank sizes, so shape changes never rebuild
+                "trt_profile_min_shapes": f"tiles:1x{r}x{r}x3,bank:1x{d}",
+                "trt_profile_opt_shapes": f"tiles:{cfg.trt_max_tiles}x{r}x{r}x3,bank:{cfg.trt_max_bank // 2}x{d}",
+                "trt_profile_max_shapes": f"tiles:{cfg.trt_max_tiles}x{r}x{r}x3,bank:{cfg.trt_max_bank}x{d}",
+            }
             if cfg.trt_cache_dir is not None:
                 Path(cfg.trt_cache_dir).mkdir(parents=True, exist_ok=True)
                 options.update(

@@ -27,8 +27,14 @@ def build_lane(
     bank_path: Any = None,
     queue_size: int = 4,
     status_interval_s: float = 5.0,
+    pull: Optional[bool] = None,
 ) -> Lane:
-    """Build (not start) the lane; the MQTT link starts connecting in the background right away."""
+    """Build (not start) the lane; the MQTT link starts connecting in the background right away.
+
+    ``pull`` (default: from the source type, see :func:`edge.lane.lane.is_pull_source`)
+    says whether the source is pulled when there is room (file replay) or pushes
+    frames at its own pace (cameras: a full queue means a fail-safe decision).
+    """
     if inspector is None:
         from edge.inspector import Inspector
 
@@ -40,18 +46,24 @@ def build_lane(
     session = uuid.uuid4().hex[:8]
     enabled = recipe.mqtt.enabled if mqtt_enabled is None else mqtt_enabled
     outbox = link = None
-    archive = Archive(recipe.archive, session) if recipe.archive.enabled else None
     lane_box: dict[str, Lane] = {}
-    if enabled:
-        outbox = Outbox(recipe.mqtt.outbox)
-        client_id = recipe.mqtt.client_id or f"iad-edge-{recipe.line}-{recipe.station}"
-        link = MqttLink(
-            recipe.mqtt, Topics(recipe.topic_root), outbox, client_id,
-            status_provider=lambda: lane_box["lane"].status() if "lane" in lane_box else {},
-            host=mqtt_host, port=mqtt_port, status_interval_s=status_interval_s,
-        )
-    lane = Lane(recipe, inspector, source, link=link, outbox=outbox, archive=archive, queue_size=queue_size, session=session)
+    try:
+        archive = Archive(recipe.archive, session) if recipe.archive.enabled else None
+        if enabled:
+            outbox = Outbox(recipe.mqtt.outbox)
+            client_id = recipe.mqtt.client_id or f"iad-edge-{recipe.line}-{recipe.station}"
+            link = MqttLink(
+                recipe.mqtt, Topics(recipe.topic_root), outbox, client_id,
+                status_provider=lambda: lane_box["lane"].status() if "lane" in lane_box else {},
+                host=mqtt_host, port=mqtt_port, status_interval_s=status_interval_s,
+            )
+            link.start()  # a bad password/TLS file raises here
+    except BaseException:  # e.g. an outbox path that cannot be written: release the camera again
+        source.close()
+        if outbox is not None:
+            outbox.close()
+        raise
+    lane = Lane(recipe, inspector, source, link=link, outbox=outbox, archive=archive, queue_size=queue_size,
+                pull=pull, session=session)
     lane_box["lane"] = lane
-    if link is not None:
-        link.start()
     return lane

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import statistics
 import sys
 import threading
-from typing import Any, Optional, TextIO
+from typing import Any, Iterator, Optional, TextIO
 
 from edge.lane.decision import Decision
 from edge.types import Frame, InspectionResult
@@ -62,8 +63,13 @@ class DecisionPrinter:
         return "\n".join(lines)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM/SIGINT (a second SIGINT raises KeyboardInterrupt as usual)."""
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """``with stop_on_signals() as stop:`` an event set by SIGTERM/SIGINT; the old handlers come back afterwards.
+
+    A second SIGINT raises KeyboardInterrupt as usual. Outside the main thread
+    (signals cannot be caught there) the event is simply never set by a signal.
+    """
     event = threading.Event()
 
     def handler(signum: int, _frame: Any) -> None:
@@ -71,6 +77,12 @@ def stop_on_signals() -> threading.Event:
             raise KeyboardInterrupt
         event.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return event
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -29,6 +29,9 @@ Hooks for other parts of the appliance (all thread-safe):
   between two frames (thresholds, rules, ROI, window, fail-safe, payload format,
   topic root; a new bank or expert via ``Inspector.update_recipe``). The future
   resolves to None or raises the load error, in which case the old recipe stays.
+  Not changed by a live recipe: the source (camera settings), the broker
+  connection (host, credentials, outbox file) and the archive settings; those
+  need a restart of the lane.
   Note a bank/expert load runs in the inspection thread: frames arriving
   meanwhile queue up (and get fail-safe decisions if the queue fills).
 * ``lane.add_observer(cb)``: ``cb(frame, result_or_None, decision)`` for every
@@ -205,6 +208,10 @@ class Lane:
             return
         self._closed = True
         self._stop.set()
+        try:
+            self.source.close()  # first: an acquisition thread waiting for a trigger returns now
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the source: %s", exc)
         if self._started:
             acquire, inspect, post = self._threads
             acquire.join(10)
@@ -212,10 +219,6 @@ class Lane:
             inspect.join(60)
             self._post_q.put(None)
             post.join(60)
-        try:
-            self.source.close()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("closing the source: %s", exc)
         if self.archive is not None:
             self.archive.close()
         if self.link is not None:

@@ -22,6 +22,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--hf-dir", type=Path, help="Local Hugging Face checkpoint folder (config.json, tokenizer, *.safetensors).")
     src.add_argument("--tiny", action="store_true", help="A deterministic random tiny Qwen2 with a small tokenizer (tests, demo).")
+    src.add_argument("--tiny-vl", action="store_true", help="A deterministic random tiny Qwen2-VL: text GGUF + mmproj (tests of the image path).")
     parser.add_argument("--quant", default="Q4_K_M", type=str.upper, choices=list(QUANT_TYPES), help="Quantization type (default Q4_K_M).")
     parser.add_argument("--out", type=Path, required=True, help="Output folder for the GGUF file(s) and manifest.json.")
     parser.add_argument("--converter", type=Path, default=None,
@@ -38,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     manifest = export_qwen(
         args.out,
         hf_dir=args.hf_dir,
-        tiny=args.tiny,
+        tiny="qwen2-vl" if args.tiny_vl else args.tiny,
         quant=args.quant,
         converter_dir=args.converter,
         pre_tokenizer=args.pre_tokenizer,
@@ -49,4 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out / 'manifest.json'}")
     verify = manifest["verify"]
     print(f"verify: llama.cpp loaded it and generated {len(verify['generated_tokens'])} tokens: {json.dumps(verify['generated_text'])}")
+    if "image" in verify:
+        print(f"verify: with the mmproj, a {verify['image']['image_size']}px image became "
+              f"{verify['image']['prompt_tokens'] - verify['image']['text_prompt_tokens']} prompt tokens; answer generated")
     return 0

@@ -46,6 +46,10 @@ class World:
     device_name: str = "Fake Orin (test double)"
     fail_build: bool = False
     output_noise: float = 0.0  # added to distances by the fake engine (parity-failure tests)
+    monitor_steps: list[bool] = field(default_factory=list)  # what our progress monitor answered
+    # GPU tests: a real CudaMemory (edge.expert.cuda_memory) whose device pointers the fake engine
+    # reads and writes, so the backend's buffer handling runs on real CUDA with only TensorRT faked.
+    real_cuda: Any = None
     builders: list["Builder"] = field(default_factory=list)
     contexts: list["ExecutionContext"] = field(default_factory=list)
     memory: dict[int, bytearray] = field(default_factory=dict)
@@ -66,12 +70,21 @@ class World:
         return ptr
 
     def write(self, ptr: int, data: bytes) -> None:
+        if self.real_cuda is not None:
+            self.real_cuda.htod(ptr, np.frombuffer(data, np.uint8))
+            return
         buf = self._buffer(ptr)
         if len(data) > len(buf):
             raise ValueError(f"fake CUDA: copy of {len(data)} bytes into a {len(buf)}-byte allocation")
         buf[: len(data)] = data
 
     def read(self, ptr: int, nbytes: int) -> bytes:
+        if self.real_cuda is not None:
+            host = np.empty(nbytes, np.uint8)
+            stream = self.real_cuda.stream()
+            self.real_cuda.dtoh_async(host, ptr, stream)
+            self.real_cuda.synchronize(stream)
+            return host.tobytes()
         buf = self._buffer(ptr)
         if nbytes > len(buf):
             raise ValueError(f"fake CUDA: read of {nbytes} bytes from a {len(buf)}-byte allocation")
@@ -297,6 +310,13 @@ class BuilderConfig:
         return self._cache
 
 
+class IProgressMonitor:
+    """Base class our progress monitor derives from (TensorRT >= 8.6 calls these during a build)."""
+
+    def __init__(self) -> None:
+        pass
+
+
 class Builder:
     def __init__(self, logger: Logger) -> None:
         self.logger = logger
@@ -316,6 +336,14 @@ class Builder:
         return OptimizationProfile()
 
     def build_serialized_network(self, network: Network, config: BuilderConfig) -> Optional[bytes]:
+        monitor = getattr(config, "progress_monitor", None)
+        if monitor is not None:  # the phases TensorRT reports, nested like the real ones
+            monitor.phase_start("Building engine", None, 2)
+            monitor.phase_start("Tactic selection", "Building engine", 3)
+            _WORLD.monitor_steps = [monitor.step_complete("Tactic selection", i) for i in range(3)]
+            monitor.phase_finish("Tactic selection")
+            monitor.step_complete("Building engine", 1)
+            monitor.phase_finish("Building engine")
         if _WORLD.fail_build or not config.profiles:
             return None
         header = {
@@ -385,7 +413,9 @@ class ExecutionContext:
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         self.executions.append(int(stream_handle))
-        if stream_handle not in _WORLD.streams:
+        if _WORLD.real_cuda is not None:
+            _WORLD.real_cuda.synchronize(stream_handle)  # real TensorRT would run after the queued copies
+        elif stream_handle not in _WORLD.streams:
             raise ValueError(f"fake TensorRT: unknown stream {stream_handle}")
         b, r = self.shapes["tiles"][0], self.shapes["tiles"][1]
         n, d = self.shapes["bank"]
@@ -495,6 +525,7 @@ def _tensorrt_module(world: World) -> types.ModuleType:
     trt.Builder = Builder
     trt.Runtime = Runtime
     trt.OnnxParser = OnnxParser
+    trt.IProgressMonitor = IProgressMonitor
     trt.LayerType = LayerType
     trt.TensorIOMode = TensorIOMode
     trt.float32, trt.float16, trt.int32, trt.int64, trt.bool, trt.uint8 = (

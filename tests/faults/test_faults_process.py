@@ -156,24 +156,33 @@ def test_corrupt_engine_refuses_to_start_and_never_says_ready(tmp_path, tiny_exp
     assert row["decisions_received"] == 0 and row["results_received"] == 0
 
 
+@pytest.mark.parametrize("garbage", [
+    pytest.param(b"version: 1\nsource: [unclosed\n  - garbage: {", id="yaml-garbage"),
+    pytest.param(b"version: 1\nsource: [unclosed\n\x00\xff garbage", id="binary-garbage", marks=pytest.mark.xfail(
+        strict=True, reason="edge/config/watch.py reads the recipe with read_text() and catches only OSError: a non-UTF-8 "
+        "file raises UnicodeDecodeError, which the watcher logs as a traceback without setting status.recipe_error "
+        "(the lane keeps deciding with the last good recipe; only the report is missing). Reported to the config owner.")),
+])
 def test_recipe_replaced_by_garbage_during_a_run(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker,
-                                                 mqtt_recorder, fault_table) -> None:
+                                                 mqtt_recorder, fault_table, garbage: bytes) -> None:
     recipe = _recipe(tmp_path, tiny_expert_dir, tiny_bank_path)
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
     app = Appliance(recipe, mosquitto_broker, tmp_path, "--max-frames", "25", "--watch-interval", "0.2").start()
     try:
         assert wait_until(lambda: len(decisions(plc)) >= 4, 120), app.stderr()[-2000:]
-        recipe.write_bytes(b"version: 1\nsource: [unclosed\n\x00\xff garbage")
+        recipe.write_bytes(garbage)
         assert app.wait(120) == 0, app.stderr()[-3000:]
     finally:
         app.kill()
     assert wait_until(lambda: any(s.get("state") == "stopped" for s in statuses(plc)), 10)
     stopped = [s for s in statuses(plc) if s.get("state") == "stopped"][-1]
-    row = observe(plc, "recipe file replaced by garbage during the run", 25, status=stopped,
-                  note="the last good recipe keeps deciding; the error (file:line) is on status and in the journal")
+    kind = "binary (non-UTF-8)" if b"\xff" in garbage else "YAML"
+    row = observe(plc, f"recipe file replaced by {kind} garbage during the run", 25, status=stopped,
+                  note="the last good recipe keeps deciding; the error (file:line) should be on status and in the journal")
+    row["journal_has_traceback"] = "Traceback" in app.stderr()
     fault_table.append(row)
     assert row["decisions_received"] == 25 and row["decisions_late"] == 0 and row["results_unique"] == 25
-    assert str(recipe) in row["status"].get("recipe_error", ""), row["status"]
-    assert "recipe edit NOT applied" in app.stderr()
     shas = {r["recipe_sha256"] for r in results(plc)}
     assert len(shas) == 1  # every part was decided by the last good recipe
+    assert "recipe edit NOT applied" in app.stderr()
+    assert str(recipe) in row["status"].get("recipe_error", ""), row["status"]
