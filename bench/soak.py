@@ -11,7 +11,7 @@ Every ``--sample-s`` seconds it samples, from ``/proc``: resident memory (RSS),
 open file descriptors and threads of both processes; the outbox (rows and
 bytes of the SQLite file + WAL); the archive's size; and trigger→decision
 latency p50/p99 as received by a subscriber playing the PLC. After a warm-up
-(``--warmup-s``, excluded: caches and pools fill first), it fits a line to each
+(``--warmup-s``, excluded: caches, pools and the outbox's WAL file fill first), it fits a line to each
 series and prints the growth **per hour** with its standard error, and says
 whether the growth is beyond noise (slope > 3 standard errors AND the fitted
 change over the run > 2x the residual spread).
@@ -67,8 +67,12 @@ def outbox_sample(path: Path) -> dict[str, float]:
             rows = float(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
     except sqlite3.Error:
         pass
-    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
-    return {"outbox_rows": rows, "outbox_kb": size / 1024.0}
+    def kb(p: Path) -> float:
+        return p.stat().st_size / 1024.0 if p.is_file() else 0.0
+
+    # The WAL file grows until SQLite's auto-checkpoint (1000 pages, ~4 MB) and is then reused, not truncated:
+    # a plateau, reported separately from the database file itself.
+    return {"outbox_rows": rows, "outbox_kb": kb(path), "outbox_wal_kb": kb(path.with_name(path.name + "-wal"))}
 
 
 def folder_mb(path: Path) -> float:
@@ -91,6 +95,8 @@ class Plc:
 
         self.latencies: list[float] = []
         self.explanations = {"done": 0, "skipped": 0, "other": 0}
+        self.explained_parts: set[tuple[str, str]] = set()  # (session, trigger_id) with an explanation message
+        self.ng_decisions = 0
         self._lock = threading.Lock()
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="soak-plc",
                                   protocol=mqtt.MQTTv5)
@@ -108,7 +114,9 @@ class Plc:
         with self._lock:
             if msg.topic.endswith("/decision"):
                 self.latencies.append((now - float(body["trigger_time"])) * 1000.0)
+                self.ng_decisions += body.get("verdict") == "NG"
             else:
+                self.explained_parts.add((str(body.get("session")), str(body.get("trigger_id"))))
                 key = body.get("status") if body.get("status") in ("done", "skipped") else "other"
                 self.explanations[key] += 1
 
@@ -138,7 +146,7 @@ def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, r
         "mqtt": {"host": "127.0.0.1", "port": port, "outbox": "outbox.sqlite"},
         # small size cap: retention deletes old entries during the run (it must not leak either)
         "archive": {"path": "archive", "max_total_mb": 20, "ok_sample_rate": 0.1},
-        "assistant": {"enabled": True, "model": str(gguf), "n_ctx": 512, "max_tokens": 96, "threads": 1, "backlog": 4,
+        "assistant": {"enabled": True, "model": str(gguf), "n_ctx": 1024, "max_tokens": 128, "threads": 1, "backlog": 4,
                       "spool": "spool", "max_regions": 1, "busy_signal": f"iad-busy-soak-{os.getpid()}"},
     }
     path = workdir / "soak.yaml"
@@ -168,7 +176,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="Soak duration (default 10).")
     parser.add_argument("--rate", type=float, default=5.0, help="Trigger rate in Hz (default 5).")
     parser.add_argument("--sample-s", type=float, default=5.0, help="Seconds between samples (default 5).")
-    parser.add_argument("--warmup-s", type=float, default=30.0, help="Samples before this are not fitted (default 30).")
+    parser.add_argument("--warmup-s", type=float, default=90.0,
+                        help="Samples before this are not fitted (default 90: pools, caches and the outbox WAL fill first).")
     parser.add_argument("--resolution", type=int, default=224, help="Model input size (default 224).")
     parser.add_argument("--workdir", type=Path, help="Keep models and outputs here (default: a temp folder).")
     parser.add_argument("--json", type=Path, help="Also write every sample and the fits to this JSON file.")
@@ -195,7 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.monotonic()
     end = start + args.minutes * 60.0
     print(f"soak: {args.minutes:g} min at {args.rate:g} Hz, sample every {args.sample_s:g} s (warm-up {args.warmup_s:g} s)")
-    print(f"{'t_s':>6} {'lane_MB':>8} {'fds':>4} {'thr':>4} {'asst_MB':>8} {'fds':>4} {'outbox':>6} {'obx_kB':>7} "
+    print(f"{'t_s':>6} {'lane_MB':>8} {'fds':>4} {'thr':>4} {'asst_MB':>8} {'fds':>4} {'outbox':>6} {'obx_kB':>7} {'wal_kB':>7} "
           f"{'arch_MB':>7} {'n':>4} {'p50_ms':>7} {'p99_ms':>7}")
     try:
         while time.monotonic() < end:
@@ -214,7 +223,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                  "latency_p99_ms": float(np.percentile(lat, 99)) if lat else float("nan")}
             samples.append(s)
             print(f"{s['t_s']:6.0f} {s['lane_rss_mb']:8.1f} {s['lane_fds']:4.0f} {s['lane_threads']:4.0f} "
-                  f"{s['assistant_rss_mb']:8.1f} {s['assistant_fds']:4.0f} {s['outbox_rows']:6.0f} {s['outbox_kb']:7.0f} "
+                  f"{s['assistant_rss_mb']:8.1f} {s['assistant_fds']:4.0f} {s['outbox_rows']:6.0f} {s['outbox_kb']:7.0f} {s['outbox_wal_kb']:7.0f} "
                   f"{s['archive_mb']:7.1f} {s['decisions']:4d} {s['latency_p50_ms']:7.1f} {s['latency_p99_ms']:7.1f}",
                   flush=True)
     finally:
@@ -232,13 +241,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             handle.close()
 
     fitted = [s for s in samples if s["t_s"] >= args.warmup_s]
-    print(f"\nexplanations received: {plc.explanations} (assistant busy throughout when 'skipped' > 0)")
+    print(f"\nexplanation messages: {plc.explanations} for {len(plc.explained_parts)} distinct parts; "
+          f"NG decisions: {plc.ng_decisions} (the assistant is saturated when 'skipped' > 0)")
     if len(fitted) < 4:
         print("soak: too few samples after the warm-up to fit a trend (run longer)")
         return 1
     t = np.array([s["t_s"] for s in fitted])
     units = {"lane_rss_mb": "MB", "lane_fds": "fds", "lane_threads": "threads", "assistant_rss_mb": "MB",
-             "assistant_fds": "fds", "outbox_rows": "rows", "outbox_kb": "kB", "archive_mb": "MB",
+             "assistant_fds": "fds", "outbox_rows": "rows", "outbox_kb": "kB", "outbox_wal_kb": "kB", "archive_mb": "MB",
              "latency_p50_ms": "ms", "latency_p99_ms": "ms"}
     fits: dict[str, Any] = {}
     print(f"\ngrowth per hour (linear fit over {t[-1] - t[0]:.0f} s after warm-up, {len(fitted)} samples):")

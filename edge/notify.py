@@ -167,7 +167,7 @@ class Watchdog:
         self.notifier = notifier
         self.period_s = watchdog_period_s() if period_s is None else period_s
         self.pings = 0
-        self._last_ping = 0.0
+        self._last_ping = float("-inf")  # the first kick always pings
         self._busy_since: Optional[float] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None

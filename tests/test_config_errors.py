@@ -24,7 +24,7 @@ CASES = [
     ('unknown_nested_key', '  threads: 2', '  treads: 2',
      "12:3: expert.treads: unknown key 'treads' — did you mean 'threads'?"),
     ('unknown_key_no_match', '  threads: 2', '  colour: red',
-     "12:3: expert.colour: unknown key 'colour' — valid keys: backend, model, providers, threads, trt_cache_dir, trt_fp16"),
+     "12:3: expert.colour: unknown key 'colour' — valid keys: backend, model, providers, threads, trt_cache_dir, trt_fp16, trt_max_bank, trt_max_tiles"),
     ('wrong_type_int', '  threads: 2', '  threads: two',
      "12:3: expert.threads: must be a whole number (got 'two')"),
     ('wrong_type_section', 'thresholds:\n  image_score: 0.35\n  pixel: 0.3\n', 'thresholds: 0.35\n',

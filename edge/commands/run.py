@@ -3,6 +3,8 @@
 Runs until SIGTERM/SIGINT or N frames, then shuts down cleanly: frames already
 acquired are decided, results are in the on-disk outbox (sent before exit when
 the broker is there, otherwise by the next run), and ``status`` says ``stopped``.
+Exit status 1 when the frame source failed (so systemd restarts the service),
+0 otherwise (stopped, N frames done, or a finite source ran out).
 """
 
 from __future__ import annotations
@@ -99,5 +101,9 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     if lane.pending_results:
         print(f"{lane.pending_results} result(s) not yet acknowledged stay in {recipe.mqtt.outbox}; "
               "the next run sends them", file=sys.stderr)
+    if lane.source_error:
+        # Non-zero so that systemd (Restart=on-failure) starts the lane again.
+        print(f"iad-edge run: error: acquisition stopped: {lane.source_error}", file=sys.stderr)
+        return 1
     return 0
 

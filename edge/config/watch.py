@@ -150,9 +150,14 @@ class RecipeWatcher:
 
     def _consider(self) -> str:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except OSError as exc:
             return self._reject(f"{self.path}: cannot read recipe ({exc.strerror or exc})", "")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:  # e.g. the file was overwritten with binary garbage
+            return self._reject(f"{self.path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+                                hashlib.sha256(raw).hexdigest())
         try:
             recipe = parse_recipe(text, self.path, check_files=self.check_files)
         except RecipeError as exc:

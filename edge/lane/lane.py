@@ -130,6 +130,7 @@ class Lane:
         self._started = False
         self._closed = False
         self.pending_results = 0  # results still in the outbox after stop()
+        self.source_error: Optional[str] = None  # why acquisition ended, when the source raised
 
     # ------------------------------------------------------------------ hooks
     def add_observer(self, callback: Observer) -> None:
@@ -267,7 +268,8 @@ class Lane:
                                  {"queue_wait": 0.0})
         except Exception as exc:  # noqa: BLE001 - a source failure ends acquisition, not the process
             log.error("acquisition stopped: %s", exc, exc_info=True)
-            self.set_status_field("source_error", f"{type(exc).__name__}: {exc}")
+            self.source_error = f"{type(exc).__name__}: {exc}"
+            self.set_status_field("source_error", self.source_error)
         finally:
             self._acquire_done.set()
 
