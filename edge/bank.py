@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Optional, Union
 import cv2
 import numpy as np
 
+from edge.atomic import atomic_writer
 from edge.errors import BankError
 from edge.expert.base import Expert
 from edge.imageio import to_rgb8
@@ -57,17 +57,12 @@ class Bank:
     def save(self, path: Union[str, Path]) -> Path:
         """Write atomically (temp file + rename): a crash never leaves half a bank."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32)}
         if self.pca is not None:
             arrays.update(pca_mean=self.pca.mean, pca_component=self.pca.component, pca_threshold=np.float32(self.pca.threshold))
         meta = dict(self.meta, format=BANK_FORMAT)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_writer(path) as fh:
             np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import Union
 import cv2
 import numpy as np
 
+from edge.atomic import write_bytes_atomic
 from edge.errors import BadFrameError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
@@ -79,6 +80,4 @@ def write_image_atomic(path: Union[str, Path], image: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise OSError(f"cannot encode image for {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
+    write_bytes_atomic(path, buf.tobytes(), fsync=False)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from edge.atomic import atomic_writer
 
 from edge.errors import IadError
 
@@ -82,14 +83,10 @@ class Prototypes:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(self.meta, format=PROTOTYPES_FORMAT, types=self.types, shot_types=self.shot_types)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            center = self.center if self.center is not None else np.zeros(self.dim, np.float32)
+        center = self.center if self.center is not None else np.zeros(self.dim, np.float32)
+        with atomic_writer(path) as fh:
             np.savez(fh, meta=np.array(json.dumps(meta)), features=self.features.astype(np.float32),
                      shots=self.shots.astype(np.float32), center=center.astype(np.float32))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -1,6 +1,5 @@
 """Memory bank: build options, file format, refusing a bank that does not fit."""
 
-import json
 
 import numpy as np
 import pytest

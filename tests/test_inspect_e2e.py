@@ -1,11 +1,9 @@
 """End to end with the tiny random expert on synthetic frames: real export, real ONNX Runtime."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from edge.cli import main
 from edge.config import load_recipe

@@ -33,16 +33,15 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
+from edge.atomic import write_bytes_atomic
+
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data, fsync=False)
 
 
 def write_job(spool: Path, body: dict[str, Any], image: Optional[np.ndarray] = None) -> Path:

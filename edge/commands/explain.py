@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from edge.atomic import write_text_atomic
 from edge.config import load_recipe
 from edge.errors import IadError
 
@@ -62,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         "explanations": explanations,
         "regions_not_explained": max(0, len(result.regions) - cfg.max_regions),
     }
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(out, indent=2) + "\n")
     print(f"{args.out}: {result.verdict}, {len(result.regions)} region(s), {len(explanations)} explanation(s)")
     return 0

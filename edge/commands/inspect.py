@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from edge.atomic import write_text_atomic
 from edge.config import load_recipe
 from edge.errors import IadError
 from edge.imageio import read_image, write_image_atomic
@@ -49,12 +49,6 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     return paths
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from edge.inspector import Inspector  # imported here so `--help` stays instant
 
@@ -66,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for path, image in images:
         result = inspector.inspect(image)
         record = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), **result.to_json()}
-        write_json_atomic(args.out / f"{path.stem}.json", record)
+        write_text_atomic(args.out / f"{path.stem}.json", json.dumps(record, indent=2) + "\n")
         overlay = render_overlay(image, result.anomaly_map, result.regions, recipe.thresholds.pixel, result.verdict, result.score)
         write_image_atomic(args.out / f"{path.stem}.png", overlay)
         print(f"{path.name}: {result.verdict} score={result.score:.4f} regions={len(result.regions)} "

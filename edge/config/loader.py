@@ -19,8 +19,6 @@ from typing import Optional, Union
 
 from pydantic import ValidationError
 
-from edge.errors import IadError
-
 from edge.config.messages import Problem, display_path, problem_from_error
 from edge.config.recipe import Recipe
 from edge.config.yamlmarks import KeyPath, Mark, YamlProblem, load_with_marks
