@@ -172,4 +172,8 @@ class DecisionConfig(StrictModel):
     """Deadline and fail-safe behaviour of the real-time lane."""
 
     window_ms: int = Field(150, ge=1, le=60000, description="A decision later than this after the trigger is never delivered; the PLC rejects.")
+    queue_size: int = Field(
+        4, ge=1, le=256,
+        description="Frames from a camera waiting for inspection; a frame arriving at a full queue gets the fail-safe verdict at once.",
+    )
     fail_safe: Verdict = Field("NG", description="Verdict published when the lane cannot decide in time or a stage fails.")

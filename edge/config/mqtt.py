@@ -37,6 +37,7 @@ class MqttConfig(StrictModel):
     password_file: Optional[RecipePath] = Field(None, description="File holding the password (never put the password in the YAML).")
     tls: Optional[MqttTlsConfig] = Field(None, description="TLS settings; null for a plain connection.")
     topic_root: Optional[str] = Field(None, description="Topic root; default iad/<line>/<station>.")
+    status_interval_s: float = Field(5.0, gt=0, le=3600, description="Seconds between retained status updates (counters).")
     payload_format: Literal["json", "plain"] = Field(
         "json", description="'plain' publishes decisions as 'trigger_id;verdict;score;latency_ms' for PLCs without a JSON parser."
     )

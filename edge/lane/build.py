@@ -25,12 +25,14 @@ def build_lane(
     inspector: Any = None,
     source: Any = None,
     bank_path: Any = None,
-    queue_size: int = 4,
-    status_interval_s: float = 5.0,
+    queue_size: Optional[int] = None,
+    status_interval_s: Optional[float] = None,
     pull: Optional[bool] = None,
 ) -> Lane:
     """Build (not start) the lane; the MQTT link starts connecting in the background right away.
 
+    ``queue_size`` and ``status_interval_s`` default to the recipe's
+    ``decision.queue_size`` and ``mqtt.status_interval_s``.
     ``pull`` (default: from the source type, see :func:`edge.lane.lane.is_pull_source`)
     says whether the source is pulled when there is room (file replay) or pushes
     frames at its own pace (cameras: a full queue means a fail-safe decision).
@@ -43,6 +45,8 @@ def build_lane(
         from edge.sources import open_source
 
         source = open_source(recipe.source)
+    queue_size = recipe.decision.queue_size if queue_size is None else queue_size
+    status_interval_s = recipe.mqtt.status_interval_s if status_interval_s is None else status_interval_s
     session = uuid.uuid4().hex[:8]
     enabled = recipe.mqtt.enabled if mqtt_enabled is None else mqtt_enabled
     outbox = link = None
