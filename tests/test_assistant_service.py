@@ -85,12 +85,15 @@ def test_mqtt_result_and_cmd_generate_are_served(assistant_recipe_path, mosquitt
                                                         "type": "stain", "seed": 5}), qos=1).wait_for_publish(5)
         plc.publish(f"{root}/cmd/generate", json.dumps({"request_id": "r2", "image": "/etc/hostname",
                                                         "type": "stain"}), qos=1).wait_for_publish(5)
+        plc.publish(f"{root}/cmd/generate", json.dumps({"request_id": "r3", "type": "stain", "colour": "red"}),
+                    qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 10  # MQTT jobs go through the spool (durable like the lane's)
         while len(list(recipe.assistant.spool.glob("*.json"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         service.run(threading.Event(), max_jobs=3)
         assert rec.wait_for(lambda m: len([x for x in m if x.topic.endswith("/generation")]) >= 2
-                            and any(x.topic.endswith("/explanation") for x in m), 20)
+                            and any(x.topic.endswith("/explanation") for x in m)
+                            and any(x.topic.endswith("/cmd/generate/result") for x in m), 20)
     finally:
         plc.loop_stop()
         plc.disconnect()
@@ -105,6 +108,9 @@ def test_mqtt_result_and_cmd_generate_are_served(assistant_recipe_path, mosquitt
     far = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
     assert np.array_equal(out[far], src[far]) and (out != src).any(axis=2)[mask].mean() > 0.9
     assert assistant_ng_image.is_file()  # the request's source image is never the spool's to delete
+    rejected = [m.json for m in rec.on("/cmd/generate/result")]
+    assert len(rejected) == 1 and rejected[0]["ok"] is False and rejected[0]["request_id"] == "r3"
+    assert "colour" in rejected[0]["error"] and "r3" not in gens  # a malformed request never becomes a job
     assert gens["r2"]["status"] == "failed" and "outside the folders a generation request may read" in gens["r2"]["reason"]
 
 

@@ -63,3 +63,16 @@ def test_config_included_file_cannot_include(config_recipe_dir):
     assert info.value.problems == [
         f"{config_recipe_dir / 'line3.generated.yaml'}:1:1: include: an included file cannot include others"
     ]
+
+
+def test_default_paths_of_omitted_sections_resolve_against_the_recipe_folder(tmp_path):
+    """archive/mqtt/assistant left out: their default paths still live beside the recipe, not in the cwd."""
+    from edge.config.loader import parse_recipe
+
+    recipe = parse_recipe(
+        "version: 1\nsource: {type: synthetic}\nexpert: {backend: onnxruntime, model: e.onnx}\nbank: {path: b.npz}\n",
+        tmp_path / "r.yaml",
+    )
+    assert recipe.archive.path == tmp_path.resolve() / "archive"
+    assert recipe.mqtt.outbox == tmp_path.resolve() / "outbox.sqlite"
+    assert recipe.assistant.spool == tmp_path.resolve() / "assistant-spool"

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 
 from edge.config import load_recipe
 from edge.lane.build import build_lane
-from edge.mqtt.commands import CommandDispatcher, CommandListener, GenerateCommand, TokenBucket, lane_commands
+from edge.mqtt.commands import CommandDispatcher, GenerateCommand, TokenBucket, attach_commands, lane_commands
 from tests.fixtures.expert import write_recipe
 
 ROOT = "iad/testline/st1"
@@ -100,9 +100,8 @@ def test_lane_keeps_deciding_while_commands_and_garbage_flood_in(
     recipe = load_recipe(write_recipe(tmp_path, tiny_expert_dir))
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
     lane = build_lane(recipe, mqtt_host=mosquitto_broker.host, mqtt_port=mosquitto_broker.port, status_interval_s=0.5)
-    dispatcher = lane_commands(CommandDispatcher(recipe.topic_root, publish=lambda t, p: None, rate_per_s=5, burst=5), lane)
-    listener = CommandListener(recipe.mqtt, dispatcher, "iad-edge-testline-st1-cmd",
-                               host=mosquitto_broker.host, port=mosquitto_broker.port).start()
+    listener = attach_commands(lane, rate_per_s=5, burst=5)  # what `iad-edge run` does
+    dispatcher = listener.dispatcher
     assert listener.connected.wait(10) and lane.link.wait_connected(10)
     attacker = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
     attacker.connect(mosquitto_broker.host, mosquitto_broker.port)

@@ -194,8 +194,20 @@ class AssistantService:
                 # through the spool, so that a job taken from MQTT survives a crash like a lane-spooled one
                 write_job(Path(self.cfg.spool), dict(body, kind="explain"))
         elif topic == self.topics.cmd("generate"):
-            rid = str(body.get("request_id") or f"gen-{int(time.time() * 1000)}")
-            write_job(Path(self.cfg.spool), dict(body, kind="generate", request_id=rid, trigger_id=body.get("trigger_id")))
+            from pydantic import ValidationError
+
+            from edge.mqtt.commands import GenerateCommand
+
+            try:  # the same schema the lane's command listener uses: unknown keys, bad types -> a reply, no job
+                request = GenerateCommand.model_validate(body)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+                self.publish(self.topics.cmd("generate") + "/result",
+                             {"ok": False, "request_id": body.get("request_id"), "error": f"invalid generate command: {problems}"})
+                return
+            rid = request.request_id or f"gen-{int(time.time() * 1000)}"
+            job = request.model_dump(exclude_none=True)
+            write_job(Path(self.cfg.spool), dict(job, kind="generate", request_id=rid, trigger_id=request.trigger_id))
 
     def poll_spool(self) -> int:
         jobs = self.spool.claim_new()

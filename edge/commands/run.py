@@ -58,20 +58,27 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     from edge.lane.console import DecisionPrinter
     from edge.notify import Notifier, attach_to_lane
 
+    from edge.mqtt.commands import attach_commands
+    from edge.security import preflight
+
     recipe = load_recipe(args.recipe)
+    preflight(recipe)  # paths inside the allowed roots, artifacts match their manifests
     lane = build_lane(recipe, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
                       mqtt_enabled=False if args.no_mqtt else None, bank_path=args.bank)
     printer = DecisionPrinter(quiet=args.quiet)
     lane.add_observer(printer)
-    assistant_hooks = None
+    assistant_hooks = commands = None
     try:
         hooks = start_run_hooks(lane, args.recipe, args)  # live reload + shadow mode
+        commands = attach_commands(lane)  # cmd/+ : validated, rate-limited, answered on cmd/<name>/result
         if recipe.assistant.enabled:  # busy flag + NG spool for the assistant process (its own systemd unit)
             from edge.assistant.lane_hooks import attach_assistant
 
             assistant_hooks = attach_assistant(lane, recipe)
     except BaseException:
         lane.stop(drain_timeout_s=0)
+        if commands is not None:
+            commands.stop()
         raise
     if lane.link is not None:
         where = f"{lane.link.host}:{lane.link.port}"
@@ -93,6 +100,8 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         watchdog.stop()
         lane.stop(drain_timeout_s=args.drain_timeout)
         hooks.close()
+        if commands is not None:
+            commands.stop()
         if assistant_hooks is not None:
             assistant_hooks.close()
         notifier.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Any, Annotated, Literal, Optional, Union
 
 from pydantic import Field, PrivateAttr, WithJsonSchema, field_validator, model_validator
 
@@ -17,6 +17,9 @@ from edge.config.mqtt import MqttConfig
 from edge.config.source import GenicamSourceConfig, SourceConfig, SyntheticSourceConfig
 
 RECIPE_VERSION = 1
+
+
+_SECTIONS_WITH_DEFAULTS = ("tiling", "thresholds", "rules", "decision", "mqtt", "archive", "assistant")
 
 
 class Recipe(StrictModel):
@@ -70,6 +73,21 @@ class Recipe(StrictModel):
             if isinstance(width, int) and isinstance(height, int) and not isinstance(width, bool) and not isinstance(height, bool):
                 return width, height
         return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_omitted_sections(cls, data: Any) -> Any:
+        """Treat an omitted section as ``{}`` so its defaults are validated like written values.
+
+        Otherwise a default factory builds the section outside validation and its
+        default paths (``archive.path``, ``mqtt.outbox``, ``assistant.spool``) would
+        stay relative to the working directory instead of the recipe's folder.
+        """
+        if isinstance(data, dict):
+            data = dict(data)
+            for name in _SECTIONS_WITH_DEFAULTS:
+                data.setdefault(name, {})
+        return data
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "Recipe":

@@ -220,6 +220,14 @@ class MqttLink:
         client.on_publish = on_publish
         return client
 
+    def _report_failure(self, message: str) -> None:
+        """Remember the error; log it as a warning once per distinct message (retries would flood the journal)."""
+        if message != self.last_error:
+            log.warning("%s (retrying with back-off)", message)
+        else:
+            log.debug(message)
+        self.last_error = message
+
     def _supervise(self) -> None:
         attempt = 0
         while not self._stop.is_set():
@@ -227,15 +235,14 @@ class MqttLink:
             try:
                 client = self._make_client(self._generation)
             except Exception as exc:  # noqa: BLE001 - e.g. a TLS file removed while running
-                self.last_error = f"cannot set up the MQTT client: {exc}"
+                self._report_failure(f"cannot set up the MQTT client: {exc}")
                 self._stop.wait(self.backoff_s[-1])
                 continue
             self._link_down.clear()
             try:
                 client.connect(self.host, self.port, keepalive=self.cfg.keepalive_s, clean_start=True)
             except (OSError, ValueError) as exc:
-                self.last_error = f"cannot connect to {self.host}:{self.port}: {exc}"
-                log.debug(self.last_error)
+                self._report_failure(f"cannot connect to {self.host}:{self.port}: {exc}")
                 self._stop.wait(self.backoff_s[min(attempt, len(self.backoff_s) - 1)])
                 attempt += 1
                 continue

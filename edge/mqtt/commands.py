@@ -277,3 +277,17 @@ class CommandListener:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def attach_commands(lane: Any, rate_per_s: float = 2.0, burst: int = 5) -> Optional[CommandListener]:
+    """Serve ``cmd/+`` for a built lane (``ping``, ``status``); None when the lane has no MQTT link.
+
+    In ``iad-edge run``: ``commands = attach_commands(lane)`` after ``build_lane``,
+    ``commands.stop()`` after ``lane.stop()`` (when not None).
+    """
+    link = getattr(lane, "link", None)
+    if link is None:
+        return None
+    dispatcher = lane_commands(CommandDispatcher(lane.recipe.topic_root, publish=lambda topic, payload: None,
+                                                 rate_per_s=rate_per_s, burst=burst), lane)
+    return CommandListener(lane.recipe.mqtt, dispatcher, f"{link.client_id}-cmd", host=link.host, port=link.port).start()

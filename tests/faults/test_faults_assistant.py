@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from tests.faults.harness import Appliance, decisions, observe, results, wait_until
+from tests.faults.harness import Appliance, observe, results, wait_until
 
 FRAMES = 20
 

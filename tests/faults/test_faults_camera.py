@@ -70,12 +70,13 @@ def test_camera_raising(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
         lane.stop()
     row = observe(plc, "camera driver raises (device lost) after 6 frames", 6,
                   status=[s for s in statuses(plc) if (s.get("extras") or {}).get("source_error")][-1],
-                  note="acquisition ends and the lane's wait() returns: `iad-edge run` then exits 0, so "
-                       "Restart=on-failure does NOT restart it (reported: should exit non-zero)")
+                  note="acquisition ends; the lane records source_error, so `iad-edge run` exits 1 and "
+                       "Restart=on-failure starts it again (the camera is re-opened)")
     row["watchdog_pings_after_the_error"] = pings_after - pings_before
     fault_table.append(row)
     assert row["decisions_received"] == 6 and row["results_unique"] == 6 and row["decisions_late"] == 0
     assert "device lost" in row["status"]["source_error"]
+    assert "device lost" in str(lane.source_error)  # what makes `iad-edge run` exit 1
 
 
 def test_camera_hanging(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder, fault_table,

@@ -158,10 +158,7 @@ def test_corrupt_engine_refuses_to_start_and_never_says_ready(tmp_path, tiny_exp
 
 @pytest.mark.parametrize("garbage", [
     pytest.param(b"version: 1\nsource: [unclosed\n  - garbage: {", id="yaml-garbage"),
-    pytest.param(b"version: 1\nsource: [unclosed\n\x00\xff garbage", id="binary-garbage", marks=pytest.mark.xfail(
-        strict=True, reason="edge/config/watch.py reads the recipe with read_text() and catches only OSError: a non-UTF-8 "
-        "file raises UnicodeDecodeError, which the watcher logs as a traceback without setting status.recipe_error "
-        "(the lane keeps deciding with the last good recipe; only the report is missing). Reported to the config owner.")),
+    pytest.param(b"version: 1\nsource: [unclosed\n\x00\xff garbage", id="binary-garbage"),
 ])
 def test_recipe_replaced_by_garbage_during_a_run(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker,
                                                  mqtt_recorder, fault_table, garbage: bytes) -> None:
@@ -178,7 +175,7 @@ def test_recipe_replaced_by_garbage_during_a_run(tmp_path, tiny_expert_dir, tiny
     stopped = [s for s in statuses(plc) if s.get("state") == "stopped"][-1]
     kind = "binary (non-UTF-8)" if b"\xff" in garbage else "YAML"
     row = observe(plc, f"recipe file replaced by {kind} garbage during the run", 25, status=stopped,
-                  note="the last good recipe keeps deciding; the error (file:line) should be on status and in the journal")
+                  note="the last good recipe keeps deciding; the error (file:line) is on status and in the journal")
     row["journal_has_traceback"] = "Traceback" in app.stderr()
     fault_table.append(row)
     assert row["decisions_received"] == 25 and row["decisions_late"] == 0 and row["results_unique"] == 25
@@ -186,3 +183,4 @@ def test_recipe_replaced_by_garbage_during_a_run(tmp_path, tiny_expert_dir, tiny
     assert len(shas) == 1  # every part was decided by the last good recipe
     assert "recipe edit NOT applied" in app.stderr()
     assert str(recipe) in row["status"].get("recipe_error", ""), row["status"]
+    assert not row["journal_has_traceback"]
