@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -161,3 +162,17 @@ def test_clean_stop_hands_waiting_jobs_back_unclaimed(assistant_recipe_path, ass
     again.recover()
     assert len(again.backlog) == 0 and again.poll_spool() == 2  # new jobs, not retries
     assert all(int(j.body["attempts"]) == 0 for j in again.backlog._jobs)
+
+
+def test_the_assistant_recycles_itself_after_its_job_quota(assistant_recipe_path, tmp_path) -> None:
+    """recycle_after_jobs: the process exits 75 after that many jobs, so its supervisor starts a fresh one."""
+    from edge.cli import main as cli_main
+    from edge.commands.assistant import RECYCLE_EXIT_CODE
+
+    path = assistant_recipe_path(recycle_after_jobs=2, max_tokens=32)
+    recipe = load_recipe(path)
+    for trigger in (1, 2, 3):
+        write_job(Path(recipe.assistant.spool), dict(_ng_job(trigger), kind="explain"))
+    assert cli_main(["assistant", str(path), "--no-mqtt"]) == RECYCLE_EXIT_CODE
+    left = list(Path(recipe.assistant.spool).glob("*.json"))
+    assert len(left) == 1  # the third job waits, unclaimed, for the next process

@@ -233,8 +233,8 @@ class AssistantService:
         return Job(kind, str(key), sj.body, spool=sj)
 
     # ------------------------------------------------------------------ worker
-    def run(self, stop: threading.Event, max_jobs: Optional[int] = None) -> None:
-        """Serve until ``stop`` is set (or ``max_jobs`` jobs are done)."""
+    def run(self, stop: threading.Event, max_jobs: Optional[int] = None) -> int:
+        """Serve until ``stop`` is set (or ``max_jobs`` jobs are done); return the number of jobs done."""
         self.recover()
         intake = threading.Thread(target=self._intake_loop, args=(stop,), name="assistant-intake", daemon=True)
         intake.start()
@@ -249,6 +249,7 @@ class AssistantService:
         stop.set()
         intake.join(2.0)
         self.release_backlog()
+        return done
 
     def release_backlog(self) -> int:
         """Clean shutdown: hand waiting spool jobs back unclaimed (they are not crash retries); return how many."""

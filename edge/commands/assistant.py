@@ -19,6 +19,9 @@ from edge.config import load_recipe
 log = logging.getLogger(__name__)
 
 
+RECYCLE_EXIT_CODE = 75  # EX_TEMPFAIL: systemd's RestartForceExitStatus=75 and the demo's supervisor restart it
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "assistant",
@@ -69,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
         service._publish = bus.publish
         bus.start()
     log.info("assistant ready (model %s, priority %s)", explainer.model_path if explainer else None, applied)
+    recycle = cfg.recycle_after_jobs or None
+    limit = min(x for x in (args.max_jobs, recycle) if x) if (args.max_jobs or recycle) else None
     try:
-        service.run(stop, max_jobs=args.max_jobs)
+        done = service.run(stop, max_jobs=limit)
     finally:
         if bus is not None:
             bus.stop()
         if explainer is not None:
             explainer.close()
         busy.close()
+    if recycle and done >= recycle and not args.max_jobs:
+        log.info("assistant: %d jobs done, exiting for a fresh process (bounds llama.cpp's native memory)", done)
+        return RECYCLE_EXIT_CODE
     return 0

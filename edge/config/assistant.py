@@ -22,6 +22,11 @@ class AssistantConfig(StrictModel):
     job_budget_s: float = Field(30.0, gt=0, description="Time budget of one explanation job.")
     nice: int = Field(10, ge=0, le=19, description="Nice value of the assistant process.")
     cpu_affinity: Optional[list[int]] = Field(None, description="CPUs the assistant may run on; null = all.")
+    recycle_after_jobs: int = Field(
+        2000, ge=0,
+        description="Restart the assistant process after this many jobs (exit code 75, restarted by its supervisor or "
+        "systemd): llama.cpp's native memory grows by a few kB per answer. 0 = never.",
+    )
     backlog: int = Field(8, ge=1, description="Jobs waiting; when full the oldest is dropped and a 'skipped' note published.")
     prototypes: Optional[RecipePath] = Field(None, description="Defect-type prototypes (.npz) from `iad-edge calibrate --defects`.")
     spool: RecipePath = Field("assistant-spool", description="Folder where the lane drops NG jobs when the assistant runs beside it.")
