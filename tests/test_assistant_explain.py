@@ -143,3 +143,22 @@ def test_region_images_are_a_crop_and_its_mask_overlay(assistant_recipe_path, as
     assert crop.shape == overlay.shape and crop.shape[0] >= min(64, image.shape[0]) and crop.shape[1] >= x1 - x0
     assert (overlay != crop).any() and np.array_equal(overlay[..., 2] >= crop[..., 2], np.ones(crop.shape[:2], bool))
     assert png_data_uri(crop).startswith("data:image/png;base64,")
+
+
+def test_prompt_evaluation_yields_in_chunks_and_gives_the_same_answer(tiny_gguf_path) -> None:
+    """The prompt is evaluated 16 tokens at a time with a busy check between chunks; the answer is unchanged."""
+    from edge.assistant.explain import PREFILL_CHUNK_TOKENS
+
+    checks: list[int] = []
+    yielding = Explainer(tiny_gguf_path, n_ctx=1024, max_tokens=512, should_pause=lambda: checks.append(1) and False)
+    plain = Explainer(tiny_gguf_path, n_ctx=1024, max_tokens=512)
+    try:
+        ev = _evidence([{"type": "dent", "similarity": 0.91}])
+        a, b = yielding.explain(ev), plain.explain(ev)
+        prompt_tokens = len(plain.llm.tokenize(json.dumps(ev).encode()))
+    finally:
+        yielding.close()
+        plain.close()
+    assert {k: a[k] for k in ("defect_type", "severity", "description")} == {k: b[k] for k in ("defect_type", "severity", "description")}
+    # one check per generated token, plus one per prompt chunk (the prompt holds the evidence and more)
+    assert len(checks) >= a["tokens"] + prompt_tokens // PREFILL_CHUNK_TOKENS

@@ -105,6 +105,9 @@ def _chat_handler(llama_cpp: Any, mmproj: Path, kind: str) -> Any:
     raise ExplanationError(f"this llama-cpp-python has none of {names}; upgrade it (>= 0.3.16)")
 
 
+PREFILL_CHUNK_TOKENS = 16  # prompt tokens evaluated between two checks of the lane's busy flag
+
+
 class Explainer:
     """A loaded GGUF model that turns region evidence into a schema-valid explanation."""
 
@@ -139,6 +142,37 @@ class Explainer:
         )
         self.vision = handler is not None
         self.n_ctx = n_ctx
+        self._pause_until = 0.0  # monotonic deadline for pauses of the current answer
+        self._paused_s = 0.0  # time paused during the current answer
+        if should_pause is not None:
+            self._make_prefill_yield(PREFILL_CHUNK_TOKENS)
+
+    def _make_prefill_yield(self, chunk: int) -> None:
+        """Evaluate prompts in small chunks and pause between them while the lane is busy.
+
+        llama.cpp evaluates a whole prompt (hundreds of tokens, ~20 ms for even
+        the tiny test model) in one uninterruptible call; the per-token pause
+        alone cannot yield during it. Chunked evaluation is exactly equivalent
+        (``Llama.eval`` continues from ``n_tokens``) and bounds the time the
+        assistant can overlap a frame to one chunk.
+        """
+        original_eval = self.llm.eval
+
+        def eval_yielding(tokens: Any) -> None:
+            for start in range(0, len(tokens), chunk):
+                self._wait_while_busy()
+                original_eval(tokens[start : start + chunk])
+
+        self.llm.eval = eval_yielding  # instance attribute: Llama.generate calls self.eval
+
+    def _wait_while_busy(self) -> None:
+        """Sleep while the real-time lane is busy (up to this answer's deadline); count the time paused."""
+        if self.should_pause is None:
+            return
+        t = time.monotonic()
+        while self.should_pause() and time.monotonic() < self._pause_until:
+            time.sleep(0.001)
+        self._paused_s += time.monotonic() - t
 
     @classmethod
     def from_config(cls, cfg: Any, model: Union[str, Path, None] = None, mmproj: Union[str, Path, None] = None,
@@ -179,7 +213,8 @@ class Explainer:
         start = time.monotonic()
         end = start + self.budget_s if deadline is None else min(deadline, start + self.budget_s)
         types = tuple(dict.fromkeys([*(c["type"] for c in ev.get("candidates", [])), *KNOWN_TYPES]))
-        text, finish, tokens, paused = "", "error", 0, 0.0
+        text, finish, tokens = "", "error", 0
+        self._pause_until, self._paused_s = end, 0.0
         error: Optional[str] = None
         try:
             stream = self.llm.create_chat_completion(
@@ -194,11 +229,7 @@ class Explainer:
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
                     break
-                if self.should_pause is not None:  # yield to the real-time lane between tokens
-                    t = time.monotonic()
-                    while self.should_pause() and time.monotonic() < end:
-                        time.sleep(0.001)
-                    paused += time.monotonic() - t
+                self._wait_while_busy()  # yield to the real-time lane between tokens
                 if time.monotonic() >= end:
                     finish = "budget"
                     break
@@ -214,7 +245,7 @@ class Explainer:
             out.update(_fallback(ev), source="fallback")
         out["location"], out["bbox"] = ev["location"], list(ev["bbox"])  # grounded: always the region's
         out.update(candidates=ev.get("candidates", []), finish=finish, tokens=tokens,
-                   elapsed_ms=round((time.monotonic() - start) * 1000, 1), paused_ms=round(paused * 1000, 1))
+                   elapsed_ms=round((time.monotonic() - start) * 1000, 1), paused_ms=round(self._paused_s * 1000, 1))
         if answer is None:
             out["raw"] = text[:400]
         if error:
