@@ -10,7 +10,12 @@
    source of ``calibration/demo.yaml`` for ``--frames`` parts, printing every
    decision as it is made, with a subscriber playing the PLC, and writing an
    overlay per part to ``--out``,
-5. prints a summary (verdicts, latency, injected defects caught).
+5. with ``assistant.enabled`` (on in ``calibration/demo.yaml``): builds the tiny
+   random Qwen2 GGUF into ``engines/tiny-qwen/`` if missing, runs the assistant
+   lane as a supervised child process, and prints the grounded explanation of
+   every NG part as it arrives on MQTT (waiting up to ``--explain-wait`` seconds
+   after the last part),
+6. prints a summary (verdicts, latency, injected defects caught).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mqtt-port", type=int, metavar="P", help="Port of that broker (default the recipe's).")
     parser.add_argument("--no-mqtt", action="store_true", help="No broker at all: print decisions locally.")
     parser.add_argument("--rebuild", action="store_true", help="Rebuild the tiny expert and the bank even if present.")
+    parser.add_argument("--no-assistant", action="store_true", help="Do not start the assistant lane.")
+    parser.add_argument("--explain-wait", type=float, default=30.0, metavar="S",
+                        help="After the last part, wait up to S seconds for the explanations of NG parts (default 30).")
     parser.set_defaults(func=run)
 
 
@@ -90,6 +98,85 @@ def ensure_bank(recipe: Any, rebuild: bool = False) -> Path:
         expert.close()
     bank.save(path)
     return path
+
+
+def ensure_gguf(recipe: Any) -> bool:
+    """Build the tiny Qwen2 GGUF where the recipe's assistant expects it; False when it cannot be built here."""
+    model = Path(recipe.assistant.model) if recipe.assistant.model else None
+    if model is None:
+        return False
+    if model.exists() and (model.parent / "manifest.json").exists():
+        return True
+    try:
+        import llama_cpp  # noqa: F401  (quantize + verify need it)
+
+        from export.qwen import export_qwen
+    except ImportError as exc:
+        print(f"[demo] assistant lane skipped: {exc.name} is not installed (pip install -e '.[export,assistant]')", flush=True)
+        return False
+    print(f"[demo] building the tiny random Qwen2 GGUF into {model.parent}/ (once) ...", flush=True)
+    try:
+        export_qwen(model.parent, tiny=True, quant="Q8_0", progress=False)
+    except IadError as exc:
+        print(f"[demo] assistant lane skipped: the tiny GGUF could not be built ({exc})", flush=True)
+        return False
+    if not model.exists():
+        print(f"[demo] assistant lane skipped: the export wrote no {model.name}", flush=True)
+        return False
+    return True
+
+
+class _Explanations:
+    """Subscriber on ``explanation``: prints each grounded explanation as it arrives."""
+
+    def __init__(self, host: str, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+
+        self.answered: set[int] = set()
+        self._lock = threading.Lock()
+        ready = threading.Event()
+        self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="iad-demo-qe",
+                                   protocol=mqtt.MQTTv5)
+        self._client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self._client.on_subscribe = lambda *a: ready.set()
+        self._client.on_message = self._on_message
+        self._client.connect(host, port, keepalive=10)
+        self._client.loop_start()
+        ready.wait(5)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        import json
+
+        try:
+            body = json.loads(msg.payload)
+            trigger = int(body["trigger_id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._lock:
+            self.answered.add(trigger)
+        if body.get("status") != "done":
+            print(f"[assistant] #{trigger}: {body.get('status')} ({body.get('reason', '')})", flush=True)
+            return
+        for exp in body.get("explanations", []):
+            words = " ".join(str(exp.get("description", "")).split())[:70]
+            print(f"[assistant] #{trigger} region {exp.get('region')}: {exp.get('defect_type')} at {exp.get('location')} "
+                  f"bbox {exp.get('bbox')} severity {exp.get('severity')} ({exp.get('source')}) \"{words}\"", flush=True)
+
+    def wait_for(self, triggers: set[int], timeout: float) -> set[int]:
+        """Wait until every trigger in ``triggers`` is answered (or the timeout); return those still missing."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                missing = triggers - self.answered
+            if not missing:
+                return missing
+            time.sleep(0.2)
+        with self._lock:
+            return triggers - self.answered
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 class _Plc:
@@ -136,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     ensure_expert(recipe, args.rebuild)
     ensure_bank(recipe, args.rebuild)
+    with_assistant = recipe.assistant.enabled and not args.no_assistant and ensure_gguf(recipe)
 
     broker: Optional[MosquittoBroker] = None
     host, port, use_mqtt = args.mqtt_host, args.mqtt_port, not args.no_mqtt
@@ -159,11 +247,13 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     plc: Optional[_Plc] = None
+    explanations: Optional[_Explanations] = None
+    ng_triggers: set[int] = set()
     lane = None
     assistant_hooks = assistant = None
     try:
         lane = build_lane(recipe, mqtt_host=host, mqtt_port=port, mqtt_enabled=use_mqtt)
-        if recipe.assistant.enabled:  # the assistant lane runs as a supervised child process
+        if with_assistant:  # the assistant lane runs as a supervised child process
             from edge.assistant.lane_hooks import attach_assistant
             from edge.assistant.supervisor import AssistantSupervisor
 
@@ -181,6 +271,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 plc = _Plc(host, port, f"{recipe.topic_root}/decision")
                 print(f"[demo] a subscriber plays the PLC on {recipe.topic_root}/decision", flush=True)
+                if assistant is not None:
+                    explanations = _Explanations(host, port, f"{recipe.topic_root}/explanation")
+                    print("[demo] explanations come from a tiny RANDOM language model: its words are noise, but "
+                          "defect location and bbox are always the region's own", flush=True)
+        lane.add_observer(lambda frame, result, decision: ng_triggers.add(decision.trigger_id)
+                          if decision.verdict == "NG" and result is not None and result.regions else None)
         print(f"[demo] inspecting {args.frames} synthetic parts (window {recipe.decision.window_ms} ms, "
               f"fail-safe {recipe.decision.fail_safe}); overlays -> {out_dir}/", flush=True)
         with stop_on_signals() as stop:
@@ -189,6 +285,13 @@ def run(args: argparse.Namespace) -> int:
                 if stop.is_set():
                     break
             lane.stop(drain_timeout_s=5)
+            if explanations is not None and ng_triggers and not stop.is_set():
+                print(f"[demo] waiting up to {args.explain_wait:.0f} s for the explanations of {len(ng_triggers)} NG part(s) ...",
+                      flush=True)
+                missing = explanations.wait_for(set(ng_triggers), args.explain_wait)
+                print(f"[demo] explanations received for {len(ng_triggers) - len(missing)}/{len(ng_triggers)} NG parts"
+                      + (f" (still queued: {sorted(missing)}; the assistant takes them on its next start)" if missing else ""),
+                      flush=True)
         counters = lane.counters.snapshot()
         print("\n[demo] summary")
         print(printer.summary(counters))
@@ -209,6 +312,8 @@ def run(args: argparse.Namespace) -> int:
             assistant.stop()
         if plc is not None:
             plc.close()
+        if explanations is not None:
+            explanations.close()
         if broker is not None:
             broker.close()
     return 0
