@@ -89,8 +89,8 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                   "results wait in the outbox", file=sys.stderr)
     notifier = Notifier()
     lane.start(args.max_frames)
-    watchdog = attach_to_lane(lane, notifier)
     notifier.ready(f"inspecting {recipe.line}/{recipe.station}")
+    watchdog = attach_to_lane(lane, notifier)  # after READY: systemd ignores (and we never send) pings before it
     try:
         while not lane.wait(0.2):
             if stop.is_set():
