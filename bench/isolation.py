@@ -8,8 +8,10 @@ drift of a shared machine hits both alike:
 
 * **idle**: the assistant process is up, loaded, and has no job;
 * **saturated**: a feeder keeps the spool full of NG jobs, so llama.cpp
-  generates continuously (with its priority lowered and yielding to the lane's
-  busy flag between tokens, as in production);
+  generates continuously (with its priority lowered, pausing between tokens
+  and prompt chunks while the lane's busy flag is set, and stopped by the lane
+  while a frame is in flight: ``assistant.hard_yield``, as in production;
+  ``--no-hard-yield`` measures without the freeze);
 * **unprotected** (``--unprotected``): saturated, but at nice 0, normal
   scheduling, and a busy flag the lane never sets — what the mechanisms buy.
 
@@ -61,7 +63,7 @@ def prepare(workdir: Path, resolution: int, threads: int) -> tuple[Path, Path]:
 
 
 def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, rate: float, threads: int,
-                 name: str, protected: bool, port: int = 1883, mqtt: bool = True) -> Path:
+                 name: str, protected: bool, port: int = 1883, mqtt: bool = True, hard_yield: bool = True) -> Path:
     import yaml
 
     recipe = {
@@ -81,6 +83,7 @@ def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, r
             "nice": 19 if protected else 0, "sched_idle": protected, "io_priority": "idle" if protected else "unchanged",
             # unprotected: the assistant watches a flag nobody sets, so it never yields
             "busy_signal": f"iad-busy-bench-{name}" if protected else "iad-busy-bench-nobody",
+            "hard_yield": protected and hard_yield,
         },
     }
     path = workdir / f"recipe-{name}.yaml"
@@ -106,7 +109,13 @@ def run_phase(recipe_path: Path, frames: int, saturate: bool, broker) -> dict:
 
     lane.add_observer(observe)
     flag = BusySignal(recipe.assistant.busy_signal or "")
-    lane.add_busy_listener(flag.set)  # the production hook (the spool writer is the feeder's job here)
+    lane.add_busy_listener(flag.set)  # the production hooks (the spool writer is the feeder's job here)
+    freezer = None
+    if recipe.assistant.hard_yield:
+        from edge.assistant.freezer import AssistantFreezer
+
+        freezer = AssistantFreezer(flag)
+        lane.add_busy_listener(freezer)
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     fed = ctx.Value("i", 0)
@@ -118,6 +127,8 @@ def run_phase(recipe_path: Path, frames: int, saturate: bool, broker) -> dict:
     stop.set()
     if saturate:
         feeder.join(5)
+    if freezer is not None:
+        freezer.close()
     flag.set(False)
     flag.close()
     return {"latencies": latencies, "fail_safe": fail_safe[0], "jobs_fed": fed.value}
@@ -153,6 +164,8 @@ def main() -> int:
     ap.add_argument("--resolution", type=int, default=224, help="Tiny expert input size (default 224).")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the lane (default 1).")
     ap.add_argument("--unprotected", action="store_true", help="Add a saturated phase without priority/yielding.")
+    ap.add_argument("--no-hard-yield", action="store_true",
+                    help="Protected phases without the SIGSTOP freeze (assistant.hard_yield: false): flag + priority only.")
     ap.add_argument("--workdir", type=Path, help="Reuse models and bank from this folder.")
     args = ap.parse_args()
 
@@ -170,7 +183,8 @@ def main() -> int:
     try:
         for name, protected in plan:
             recipe = write_recipe(workdir, expert_dir, gguf, args.resolution, args.rate, args.threads,
-                                  "p" if protected else "u", protected, port, broker is not None)
+                                  "p" if protected else "u", protected, port, broker is not None,
+                                  hard_yield=not args.no_hard_yield)
             sup = AssistantSupervisor(recipe, ["--no-mqtt"] if broker is None else ["--mqtt-port", str(port)],
                                       log_path=workdir / "assistant.log").start()
             time.sleep(3.0)  # model loaded, priority applied, idle

@@ -8,7 +8,9 @@ that, with no resource tracker that could unlink the segment when one side
 exits (``multiprocessing.shared_memory`` does that on Python < 3.13).
 
 Layout (16 bytes): byte 0 = number of frames in flight, clipped to 255
-(0 = idle); bytes 8..15 = little-endian count of busy periods (diagnostics).
+(0 = idle); bytes 4..7 = little-endian pid of an assistant that asks to be
+frozen while frames are in flight (0 = none, see ``edge.assistant.freezer``);
+bytes 8..15 = little-endian count of busy periods (diagnostics).
 One writer (the lane), any number of readers. Standard library only: the
 real-time lane imports this module.
 """
@@ -90,6 +92,14 @@ class BusySignal:
     def busy(self) -> bool:
         """True while the real-time lane has frames in flight (one byte read, no system call)."""
         return self._map[0] != 0
+
+    def register_freezable(self, pid: int) -> None:
+        """Assistant side: ask the lane to SIGSTOP ``pid`` while frames are in flight (0 withdraws)."""
+        struct.pack_into("<I", self._map, 4, pid)
+
+    def freezable_pid(self) -> int:
+        """Lane side: the pid registered by :meth:`register_freezable`, or 0."""
+        return int(struct.unpack_from("<I", self._map, 4)[0])
 
     @property
     def busy_periods(self) -> int:

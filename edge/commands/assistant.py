@@ -9,6 +9,7 @@ fallback, so a wrong path is seen at once.
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import signal
 import threading
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("assistant ready (model %s, priority %s)", explainer.model_path if explainer else None, applied)
     recycle = cfg.recycle_after_jobs or None
     limit = min(x for x in (args.max_jobs, recycle) if x) if (args.max_jobs or recycle) else None
+    if cfg.hard_yield:  # the lane may SIGSTOP us while a frame is in flight (edge/assistant/freezer.py);
+        busy.register_freezable(os.getpid())  # registered once SIGTERM is handled, so the finally below withdraws it
     try:
         done = service.run(stop, max_jobs=limit)
     finally:
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             bus.stop()
         if explainer is not None:
             explainer.close()
+        if busy.freezable_pid() == os.getpid():
+            busy.register_freezable(0)
         busy.close()
     if recycle and done >= recycle and not args.max_jobs:
         log.info("assistant: %d jobs done, exiting for a fresh process (bounds llama.cpp's native memory)", done)

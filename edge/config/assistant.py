@@ -22,6 +22,11 @@ class AssistantConfig(StrictModel):
     job_budget_s: float = Field(30.0, gt=0, description="Time budget of one explanation job.")
     nice: int = Field(10, ge=0, le=19, description="Nice value of the assistant process.")
     cpu_affinity: Optional[list[int]] = Field(None, description="CPUs the assistant may run on; null = all.")
+    hard_yield: bool = Field(
+        True,
+        description="Let the real-time lane stop this process (SIGSTOP/SIGCONT through a pidfd) while a frame is in "
+        "flight, on top of pausing between tokens: llama.cpp steps that cannot be interrupted then never overlap a frame.",
+    )
     recycle_after_jobs: int = Field(
         2000, ge=0,
         description="Restart the assistant process after this many jobs (exit code 75, restarted by its supervisor or "
