@@ -76,3 +76,16 @@ def test_update_recipe_swaps_the_bank_and_keeps_the_old_one_on_failure(tmp_path,
     inspector.update_recipe(parse_recipe(text, tiny_recipe_path))
     assert inspector.bank.size == 10
     assert inspector.inspect(frame).score > before  # fewer good patches -> farther neighbours
+
+
+def test_a_gpu_provider_that_is_not_available_falls_back_to_the_cpu_with_a_warning(tiny_expert_dir, caplog):
+    import onnxruntime as ort
+
+    from edge.config.expert import OnnxRuntimeExpertConfig
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the fallback path is not taken")
+    with caplog.at_level("WARNING"):
+        expert = load_expert(OnnxRuntimeExpertConfig(model=tiny_expert_dir / "expert.onnx", providers=["cuda", "cpu"]))
+    assert expert.providers == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider is not available" in caplog.text

@@ -30,7 +30,10 @@ _PROVIDER_NAMES = {
 def provider_list(cfg: OnnxRuntimeExpertConfig, manifest: dict[str, Any]) -> list[Any]:
     """Requested providers that this onnxruntime build has, with options, CPU always last."""
     if any(p != "cpu" for p in cfg.providers) and hasattr(ort, "preload_dlls"):
-        ort.preload_dlls()  # onnxruntime-gpu: load the pip CUDA/cuDNN libraries before the session needs them
+        try:  # onnxruntime-gpu: load the pip CUDA/cuDNN libraries before the session needs them
+            ort.preload_dlls()
+        except Exception as exc:  # noqa: BLE001 - missing libraries show up as a CPU fallback below, with a warning
+            log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
     available = set(ort.get_available_providers())
     chosen: list[Any] = []
     for name in cfg.providers:
@@ -82,6 +85,10 @@ class OnnxRuntimeExpert:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
         self.providers = self.session.get_providers()
+        wanted = [_PROVIDER_NAMES[p] for p in cfg.providers if p != "cpu"]
+        if wanted and self.providers[0] not in wanted:  # ORT falls back to the CPU silently; say it loudly
+            log.warning("asked for %s but ONNX Runtime runs the expert on %s (GPU libraries missing?)",
+                        ", ".join(wanted), self.providers[0])
         log.info("region expert %s on %s", self.manifest.get("architecture", "?"), ", ".join(self.providers))
         self._on_device = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         self._bank: Optional[np.ndarray] = None
