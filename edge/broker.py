@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from edge.processes import terminate
 from edge.errors import IadError
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
@@ -135,13 +135,7 @@ class MosquittoBroker:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker (SIGTERM, SIGKILL after ``timeout``); a no-op when it is not running."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
+        terminate(proc, timeout)
         if self._log_file:
             self._log_file.close()
             self._log_file = None

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import pkgutil
 import sys
 from typing import Optional, Sequence
 
 import export.commands as _commands
 from edge import __version__
-from edge.errors import IadError
+from edge.cli_main import run_cli
 
 
 def command_modules() -> list[str]:
@@ -41,22 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s" if not args.verbose else "%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except IadError as exc:
-        print(f"iad-export {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(build_parser(), argv, "%(message)s")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
+
+from edge.processes import terminate
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,4 @@ class AssistantSupervisor:
             self._thread.join(2.0)
         with self._lock:
             proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        terminate(proc, timeout)
