@@ -16,6 +16,8 @@ from typing import BinaryIO, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
+FILE_MODE = 0o640
+
 
 @contextlib.contextmanager
 def atomic_writer(path: PathLike, fsync: bool = True) -> Iterator[BinaryIO]:
@@ -23,6 +25,7 @@ def atomic_writer(path: PathLike, fsync: bool = True) -> Iterator[BinaryIO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the service user reads these through its group (docs/deploy.md)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
