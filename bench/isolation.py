@@ -170,7 +170,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from edge.assistant.supervisor import AssistantSupervisor
-    from edge.broker import MosquittoBroker, find_mosquitto
+    from edge.devtools.broker import MosquittoBroker, find_mosquitto
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="iad-bench-isolation-"))
     workdir.mkdir(parents=True, exist_ok=True)

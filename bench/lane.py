@@ -153,7 +153,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep exported models here between runs (default: a temp dir)")
     args = parser.parse_args()
 
-    from edge.broker import MosquittoBroker
+    from edge.devtools.broker import MosquittoBroker
 
     tmp = None
     if args.workdir is None:

@@ -184,7 +184,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from bench.isolation import prepare
-    from edge.broker import MosquittoBroker
+    from edge.devtools.broker import MosquittoBroker
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="iad-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ was swapped or truncated must never be loaded. Two checks:
 * :func:`verify_artifacts`: the expert file (ONNX or TensorRT plan) against
   the sha256/size in its ``manifest.json`` (:func:`edge.expert.manifest.load_manifest`)
   and the assistant's GGUF model and mmproj against theirs
-  (:func:`edge.gguf_check.verify_gguf`), before anything is loaded. With
+  (:func:`edge.assistant.gguf_check.verify_gguf`), before anything is loaded. With
   ``require_gguf_manifest`` a GGUF without a manifest is refused too.
 
 Checkpoints (export step) are read with ``torch.load(weights_only=True)`` or
@@ -146,7 +146,7 @@ def verify_artifacts(recipe: Any, require_gguf_manifest: bool = False) -> dict[s
         out["expert"] = str(manifest["files"][Path(model).name]["sha256"])
     assistant = getattr(recipe, "assistant", None)
     if assistant is not None and assistant.enabled:
-        from edge.gguf_check import load_gguf_manifest, verify_gguf
+        from edge.assistant.gguf_check import load_gguf_manifest, verify_gguf
 
         for key in ("model", "mmproj"):
             path = getattr(assistant, key, None)

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from tqdm import tqdm
 
-from edge.gguf_check import MANIFEST_FORMAT, MANIFEST_NAME, read_gguf_header, sha256_file
+from edge.assistant.gguf_check import MANIFEST_FORMAT, MANIFEST_NAME, read_gguf_header, sha256_file
 from export.errors import ExportError
 from export.gguf_convert import ConversionError, convert_hf_to_gguf, llama_cpp_python_version
 

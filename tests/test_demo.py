@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.broker import find_mosquitto
+from edge.devtools.broker import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""edge.notify speaks the sd_notify protocol on a real AF_UNIX datagram socket."""
+"""edge.lane.notify speaks the sd_notify protocol on a real AF_UNIX datagram socket."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from edge.notify import Notifier, Watchdog, attach_to_lane, watchdog_period_s
+from edge.lane.notify import Notifier, Watchdog, attach_to_lane, watchdog_period_s
 
 
 @pytest.mark.parametrize("backend", ["socket", "sdnotify"])

@@ -14,7 +14,7 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip 
 import llama_cpp  # noqa: E402
 
 from edge.errors import ModelLoadError  # noqa: E402
-from edge.gguf_check import open_llama, sha256_file, verify_gguf  # noqa: E402
+from edge.assistant.gguf_check import open_llama, sha256_file, verify_gguf  # noqa: E402
 from export.qwen import QwenExportError, build_tiny_qwen, export_qwen  # noqa: E402
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge.lane.decision import Decision
+from edge.types import Decision
 from edge.mqtt.payloads import decision_payload
 from edge.mqtt.topics import Topics
 

@@ -6,7 +6,7 @@ import shutil
 import time
 
 from edge.config import load_recipe
-from edge.config.watch import RecipeWatcher
+from edge.lane.watch import RecipeWatcher
 from edge.lane.build import build_lane
 from tests.fixtures.expert import write_recipe
 

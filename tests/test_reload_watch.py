@@ -6,7 +6,7 @@ import os
 from concurrent.futures import Future
 
 from edge.config import load_recipe
-from edge.config.watch import RecipeWatcher
+from edge.lane.watch import RecipeWatcher
 from tests.fixtures.config import CONFIG_BASE_RECIPE
 
 

@@ -8,7 +8,7 @@ import yaml
 
 from edge.config import load_recipe
 from edge.lane.build import build_lane
-from edge.shadow import attach_shadow
+from edge.lane.shadow import attach_shadow
 from tests.fixtures.expert import write_recipe
 
 FRAMES = 12

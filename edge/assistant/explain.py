@@ -127,7 +127,7 @@ class Explainer:
         should_pause: Optional[Callable[[], bool]] = None,
         check_sha256: bool = True,
     ):
-        from edge.gguf_check import open_llama
+        from edge.assistant.gguf_check import open_llama
 
         llama_cpp = _import_llama_cpp()
         self.model_path = Path(model)

@@ -21,6 +21,7 @@ once.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import re
@@ -36,6 +37,7 @@ from edge.assistant.busy_signal import BusySignal, signal_name
 from edge.assistant.evidence import region_evidence, region_images
 from edge.assistant.explain import Explainer, fallback_explanation
 from edge.assistant.spool import SpoolJob, SpoolReader, write_job
+from edge.atomic import write_bytes_atomic
 from edge.config.recipe import Recipe
 from edge.errors import IadError
 from edge.mqtt.topics import Topics
@@ -356,11 +358,8 @@ class AssistantService:
         }
         entry = job.body.get("archive")
         if entry and Path(entry).is_dir():
-            import json
-
-            from edge.assistant.spool import _write_atomic
-
-            _write_atomic(Path(entry) / "explanation.json", json.dumps(msg, indent=1, default=str).encode())
+            write_bytes_atomic(Path(entry) / "explanation.json", json.dumps(msg, indent=1, default=str).encode(),
+                               fsync=False)
         return msg
 
     def _allowed(self, path: Path) -> Path:

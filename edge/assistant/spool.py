@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    write_bytes_atomic(path, data, fsync=False)
-
-
 def write_job(spool: Path, body: dict[str, Any], image: Optional[np.ndarray] = None) -> Path:
     """Write one job (frame PNG first, JSON last) and return the JSON path. ``body`` needs ``kind``."""
     spool.mkdir(parents=True, exist_ok=True)
@@ -53,10 +49,10 @@ def write_job(spool: Path, body: dict[str, Any], image: Optional[np.ndarray] = N
         ok, buf = cv2.imencode(".png", image)
         if not ok:
             raise ValueError("cannot encode the frame as PNG")
-        _write_atomic(spool / f"{name}.png", buf.tobytes())
+        write_bytes_atomic(spool / f"{name}.png", buf.tobytes(), fsync=False)
         body["spool_image"] = f"{name}.png"  # its own key: a request's "image" path is never the spool's to delete
     path = spool / f"{name}.json"
-    _write_atomic(path, json.dumps(body, default=str).encode())
+    write_bytes_atomic(path, json.dumps(body, default=str).encode(), fsync=False)
     return path
 
 
@@ -181,7 +177,7 @@ class SpoolReader:
             if job is None:
                 continue
             job.body["attempts"] = int(job.body.get("attempts", 0)) + 1
-            _write_atomic(work, json.dumps(job.body, default=str).encode())
+            write_bytes_atomic(work, json.dumps(job.body, default=str).encode(), fsync=False)
             (failed if job.body["attempts"] >= MAX_ATTEMPTS else retry).append(job)
         return retry, failed
 

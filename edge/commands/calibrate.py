@@ -24,8 +24,8 @@ from edge.calibration.features import FeatureCachingExpert
 from edge.calibration.generated import generated_path, overridden_keys, recipe_includes, render_generated
 from edge.calibration.kfold import score_defects, score_held_out
 from edge.calibration.report import write_report
+from edge.atomic import write_text_atomic
 from edge.calibration.thresholds import Proposal, propose
-from edge.commands.schema import write_atomic
 from edge.config import load_recipe
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     generated = generated_path(recipe_path)
     report_dir = args.report or recipe_path.with_name(f"{recipe_path.stem}.calibration")
-    write_atomic(generated, render_generated(recipe_path, proposal, bank_path, prototypes_rel, report_dir / "calibration_report.md"))
+    write_text_atomic(generated, render_generated(recipe_path, proposal, bank_path, prototypes_rel, report_dir / "calibration_report.md"))
     if not recipe_includes(recipe, generated):
         notes.append(f"{recipe_path.name} does not include {generated.name} yet: add `include: {generated.name}` "
                      "at the top of the recipe to use these thresholds")

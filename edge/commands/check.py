@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edge.config import Recipe, RecipeError, load_recipe
 from edge.config.diff import diff_effective
-from edge.config.remote import applied_recipe, parse_host_port, read_status
+from edge.mqtt.remote import applied_recipe, parse_host_port, read_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

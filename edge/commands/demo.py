@@ -21,7 +21,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,6 +35,7 @@ import cv2
 
 from edge.config import load_recipe
 from edge.errors import IadError
+from edge.expert.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +65,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _iad_export(args: list[str], prefix: str = "       ") -> tuple[int, str]:
+    """Run ``iad-export ARGS`` in a child process (the runtime never imports torch), echoing its output.
+
+    Returns (exit status, last lines of output). The console script beside this
+    interpreter is preferred, then the one on PATH, then ``python -m export.cli``.
+    """
+    beside = Path(sys.executable).parent / "iad-export"
+    found = shutil.which("iad-export")
+    command = [str(beside)] if beside.exists() else [found] if found else [sys.executable, "-m", "export.cli"]
+    proc = subprocess.Popen(command + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(f"{prefix}{line.rstrip()}", flush=True)
+        tail = (tail + [line.rstrip()])[-5:]
+    return proc.wait(), "\n".join(tail)
+
+
 def ensure_expert(recipe: Any, rebuild: bool = False) -> Path:
     """Export the tiny expert where the recipe expects it, unless it is already there."""
     model = Path(recipe.expert.model)
-    if model.exists() and (model.parent / "manifest.json").exists() and not rebuild:
+    if model.exists() and (model.parent / MANIFEST_NAME).exists() and not rebuild:
         return model
-    try:
-        from export.dinov2 import export_dinov2
-    except ImportError as exc:
-        raise IadError(
-            f"the demo builds its tiny expert with the export step, which needs torch ({exc.name} is missing): "
-            "pip install -e '.[export]' (this pins torch==2.13.0), or build it elsewhere with "
-            f"`iad-export dinov2 --tiny --resolution {recipe.tiling.resolution} --out {model.parent}`"
-        ) from None
+    fix = ("pip install -e '.[export]' (this pins torch==2.13.0), or build it elsewhere with "
+           f"`iad-export dinov2 --tiny --resolution {recipe.tiling.resolution} --out {model.parent}`")
+    if importlib.util.find_spec("torch") is None:
+        raise IadError(f"the demo builds its tiny expert with the export step, which needs torch (torch is missing): {fix}")
     print(f"[demo] building the tiny random DINOv2 expert into {model.parent}/ (once) ...", flush=True)
-    export_dinov2(model.parent, tiny=True, resolution=recipe.tiling.resolution, progress=lambda m: print(f"       {m}", flush=True))
+    status, tail = _iad_export(["dinov2", "--tiny", "--resolution", str(recipe.tiling.resolution), "--out", str(model.parent)])
+    if status != 0:
+        raise IadError(f"building the tiny expert failed (iad-export exit {status}: {tail.splitlines()[-1] if tail else ''}); {fix}")
     return model
 
 
@@ -105,20 +126,17 @@ def ensure_gguf(recipe: Any) -> bool:
     model = Path(recipe.assistant.model) if recipe.assistant.model else None
     if model is None:
         return False
-    if model.exists() and (model.parent / "manifest.json").exists():
+    if model.exists() and (model.parent / MANIFEST_NAME).exists():
         return True
-    try:
-        import llama_cpp  # noqa: F401  (quantize + verify need it)
-
-        from export.qwen import export_qwen
-    except ImportError as exc:
-        print(f"[demo] assistant lane skipped: {exc.name} is not installed (pip install -e '.[export,assistant]')", flush=True)
+    missing = [name for name in ("llama_cpp", "torch") if importlib.util.find_spec(name) is None]
+    if missing:  # quantize + verify need llama_cpp, the export needs torch
+        print(f"[demo] assistant lane skipped: {missing[0]} is not installed (pip install -e '.[export,assistant]')", flush=True)
         return False
     print(f"[demo] building the tiny random Qwen2 GGUF into {model.parent}/ (once) ...", flush=True)
-    try:
-        export_qwen(model.parent, tiny=True, quant="Q8_0", progress=False)
-    except IadError as exc:
-        print(f"[demo] assistant lane skipped: the tiny GGUF could not be built ({exc})", flush=True)
+    status, tail = _iad_export(["qwen", "--tiny", "--quant", "Q8_0", "--out", str(model.parent)])
+    if status != 0:
+        print(f"[demo] assistant lane skipped: the tiny GGUF could not be built ({tail.splitlines()[-1] if tail else status})",
+              flush=True)
         return False
     if not model.exists():
         print(f"[demo] assistant lane skipped: the export wrote no {model.name}", flush=True)
@@ -214,7 +232,7 @@ class _Plc:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.broker import BrokerError, MosquittoBroker, find_mosquitto
+    from edge.devtools.broker import BrokerError, MosquittoBroker, find_mosquitto
     from edge.lane.build import build_lane
     from edge.lane.console import DecisionPrinter, stop_on_signals
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     from edge.lane.build import build_lane
     from edge.lane.console import DecisionPrinter
-    from edge.notify import Notifier, attach_to_lane
+    from edge.lane.notify import Notifier, attach_to_lane
 
     from edge.mqtt.commands import attach_commands
     from edge.security import preflight

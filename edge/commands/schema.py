@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
+from edge.atomic import write_text_atomic
 from edge.config.schema import (
     REPO_DOCS_PATH,
     REPO_SCHEMA_PATH,
@@ -14,20 +13,6 @@ from edge.config.schema import (
     recipe_json_schema_text,
     reference_markdown,
 )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     text = recipe_json_schema_text()
     if args.write:
-        write_atomic(Path(args.write), text)
+        write_text_atomic(Path(args.write), text)
         print(f"wrote {args.write}")
         if Path(args.write).resolve() == REPO_SCHEMA_PATH and REPO_DOCS_PATH.is_file():
-            write_atomic(REPO_DOCS_PATH, docs_with_reference(REPO_DOCS_PATH.read_text(encoding="utf-8")))
+            write_text_atomic(REPO_DOCS_PATH, docs_with_reference(REPO_DOCS_PATH.read_text(encoding="utf-8")))
             print(f"updated the key reference in {REPO_DOCS_PATH}")
     else:
         print(text, end="")

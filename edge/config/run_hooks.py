@@ -57,11 +57,11 @@ def start_run_hooks(lane: Any, recipe_path: Union[str, Path], args: Optional[arg
     """Attach live reload (unless --no-watch) and shadow mode (with --shadow) to ``lane``."""
     shadow = watcher = None
     if args is not None and getattr(args, "shadow", None):
-        from edge.shadow import attach_shadow
+        from edge.lane.shadow import attach_shadow
 
         shadow = attach_shadow(lane, args.shadow)
     if not (args is not None and getattr(args, "no_watch", False)):
-        from edge.config.watch import attach_watcher
+        from edge.lane.watch import attach_watcher
 
         watcher = attach_watcher(lane, recipe_path, getattr(args, "watch_interval", 0.5) if args is not None else 0.5)
     return RunHooks(watcher, shadow)

@@ -1,5 +1,6 @@
 """The real-time lane: acquire -> inspect -> decide -> publish, one decision per trigger.
 
-Import :class:`edge.lane.lane.Lane` from its module (this package stays import-free
-so that :mod:`edge.mqtt.payloads` can use :mod:`edge.lane.decision` without cycles).
+Also what runs beside it in the same process: live recipe reload (:mod:`edge.lane.watch`),
+shadow mode (:mod:`edge.lane.shadow`) and systemd notify/watchdog (:mod:`edge.lane.notify`).
+Import :class:`edge.lane.lane.Lane` from its module.
 """

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Iterator, Optional, TextIO
 
-from edge.lane.decision import Decision
+from edge.types import Decision
 from edge.types import Frame, InspectionResult
 
 

@@ -58,9 +58,9 @@ from typing import Any, Callable, Optional
 
 from edge.archive import Archive
 from edge.config.recipe import Recipe
-from edge.errors import BadFrameError
+from edge.errors import BadFrameError, NonFiniteError
 from edge.lane.counters import Counters
-from edge.lane.decision import Decision
+from edge.types import Decision
 from edge.mqtt.client import MqttLink
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.payloads import decision_payload, result_body, result_payload
@@ -347,6 +347,12 @@ class Lane:
         except BadFrameError as exc:
             self.counters.add("stage_errors")
             self._decide(frame, None, f"bad frame: {exc}", timings)
+            return
+        except NonFiniteError as exc:  # NaN/inf from the expert or the scoring: no verdict can be trusted
+            self.counters.add("stage_errors")
+            self.counters.add("non_finite")
+            log.error("frame %s: %s", frame.trigger_id, exc)
+            self._decide(frame, None, f"non-finite values: {exc}", timings)
             return
         except Exception as exc:  # noqa: BLE001 - expert/runtime failure for this frame
             self.counters.add("stage_errors")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from edge.lane.decision import Decision
+from edge.types import Decision
 from edge.types import Frame, InspectionResult
 
 

@@ -14,7 +14,7 @@ import time
 
 from edge.config import load_recipe
 from edge.lane.build import build_lane
-from edge.notify import Notifier, attach_to_lane
+from edge.lane.notify import Notifier, attach_to_lane
 from tests.faults.harness import decisions, observe, statuses, wait_until
 from tests.fixtures.expert import synthetic_frames, write_recipe
 

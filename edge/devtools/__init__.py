@@ -1,0 +1,1 @@
+"""Tooling for tests, benchmarks and the demo (a throw-away mosquitto); never used by `iad-edge run`."""
