@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from edge.atomic import atomic_writer
+from edge.bank_fit import build_record
 from edge.errors import BankError
 from edge.expert.base import Expert
 from edge.imageio import to_rgb8
@@ -172,8 +173,10 @@ def build_bank(
     roi = recipe.roi
     per_image: list[np.ndarray] = []
     count = 0
+    sizes: list[tuple[int, int]] = []  # (width, height) of each good frame, recorded in the bank (edge/bank_fit.py)
     expert.set_bank(placeholder_bank(expert.feature_dim))
     for image in tqdm(images, total=total, desc="bank", unit="img", disable=not progress):
+        sizes.append((int(image.shape[1]), int(image.shape[0])))
         rgb = to_rgb8(image)
         if roi is not None:
             rgb = rgb[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width]
@@ -212,6 +215,7 @@ def build_bank(
         "foreground_mask": cfg.foreground_mask,
         "expert_sha256": expert_sha256(expert),
         "expert_architecture": expert.manifest.get("architecture", ""),
+        **build_record(recipe, sizes),
     }
     return Bank(np.ascontiguousarray(bank), meta, pca)
 

@@ -63,6 +63,11 @@ class TilingConfig(StrictModel):
     resolution: int = Field(224, ge=14, le=2048, description="Model input size in pixels (square); a multiple of the patch size (14).")
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour in 'tile' mode.")
     max_batch: int = Field(8, ge=1, le=256, description="Tiles sent to the expert in one call.")
+    max_megapixels: Optional[float] = Field(
+        None, gt=0,
+        description="Largest frame accepted, in megapixels; a larger frame is refused before it is tiled (fail-safe "
+        "verdict on the line). null: 4x the largest frame the bank was calibrated on (at least 1 MP).",
+    )
 
     @field_validator("resolution")
     @classmethod

@@ -34,16 +34,21 @@ class RecipeError(IadError, ValueError):
         super().__init__("\n".join(problems))
 
 
-def load_recipe(path: Union[str, Path], *, check_files: bool = False) -> Recipe:
+def load_recipe(path: Union[str, Path], *, check_files: bool = False, being_created: tuple[Path, ...] = ()) -> Recipe:
     """Load and validate a recipe; relative paths inside resolve against its folder.
 
     ``check_files=True`` also requires the input files it names (model, GenTL
     producer, TLS files, password file, ...) to exist; `check`, `calibrate` and
     live reload use it. It is off by default because the demo loads its recipe
     before it builds the tiny model the recipe names.
+
+    ``being_created`` names included files the caller is about to write
+    (`calibrate` and its ``<name>.generated.yaml``): when missing they are
+    skipped instead of being an error, so the recipe that includes the file can
+    be calibrated for the first time.
     """
     path = Path(path)
-    return parse_recipe(_read_text(path, path, None), path, check_files=check_files)
+    return parse_recipe(_read_text(path, path, None), path, check_files=check_files, being_created=being_created)
 
 
 def _read_text(path: Path, recipe_path: Path, mark: Optional[Mark]) -> str:
@@ -51,7 +56,10 @@ def _read_text(path: Path, recipe_path: Path, mark: Optional[Mark]) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError(recipe_path, [f"{where}recipe file not found: {path}"]) from None
+        hint = ""
+        if mark is not None and path.name == f"{recipe_path.stem}.generated.yaml":
+            hint = f" (it is written by `iad-edge calibrate {recipe_path} --good DIR`, which runs without it)"
+        raise RecipeError(recipe_path, [f"{where}recipe file not found: {path}{hint}"]) from None
     except IsADirectoryError:
         raise RecipeError(recipe_path, [f"{where}is a folder, not a recipe file: {path}"]) from None
     except UnicodeDecodeError as exc:
@@ -106,7 +114,8 @@ def _includes(data: dict, marks: dict[KeyPath, Mark], path: Path) -> list[tuple[
     return out
 
 
-def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False) -> Recipe:
+def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False,
+                 being_created: tuple[Path, ...] = ()) -> Recipe:
     """Validate recipe text as if read from ``path`` (used for live reload and `check`).
 
     Included files are read from disk, relative to ``path``'s folder. Raises
@@ -118,7 +127,10 @@ def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False
     included: list[Path] = []
     merged: dict = {}
     merged_marks: dict[KeyPath, Mark] = {}
+    skip = {Path(p).resolve() for p in being_created}
     for inc_path, mark in _includes(data, marks, path):
+        if not inc_path.exists() and inc_path.resolve() in skip:
+            continue  # the caller is about to create it (calibrate)
         inc_text = _read_text(inc_path, path, mark)
         inc_data, inc_marks = _parse_mapping(inc_text, inc_path, path)
         if "include" in inc_data:
