@@ -15,3 +15,10 @@ class ModelLoadError(IadError):
 
 class BankError(IadError):
     """A memory bank that is missing, corrupt, or does not fit the expert."""
+
+
+class NonFiniteError(IadError):
+    """The expert or the scoring produced NaN or infinity (e.g. an FP16 overflow): no verdict can be trusted.
+
+    The lane answers such a frame with the fail-safe verdict and counts it as ``non_finite``.
+    """

@@ -14,6 +14,7 @@ COUNTER_NAMES = (
     "late",  # decisions made after the window: not published
     "undelivered",  # decisions not published because the broker was away (never queued for later)
     "stage_errors",  # frames whose inspection raised (bad frame, expert error)
+    "non_finite",  # of those: NaN/inf in the expert output, score or map (fail-safe, never OK by accident)
     "recipe_applied",
     "recipe_rejected",
 )
