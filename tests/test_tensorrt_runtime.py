@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -125,6 +127,53 @@ def test_same_verdicts_as_onnxruntime_on_synthetic_frames(monkeypatch: pytest.Mo
         a, b = ort_inspector.inspect(image), trt_inspector.inspect(image)
         assert a.verdict == b.verdict
         assert abs(a.score - b.score) < 1e-5
+
+
+def _on_thread(name: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on a fresh thread (as the lane runs frames on ``lane-inspect``); re-raise what it raised."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    thread.join(60)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def test_frames_on_another_thread_than_the_load(monkeypatch: pytest.MonkeyPatch, trt_engine_dir: Path) -> None:
+    """pycuda's context is current per thread: loading on one thread and running frames, a new bank and
+    close on others (lane-inspect, the reload thread) must work and leave no context pushed anywhere."""
+    world = fake_tensorrt.install(monkeypatch)
+    expert = _on_thread("loader", lambda: load_expert(
+        TensorRTExpertConfig(engine=trt_engine_dir / "expert.plan", max_tiles=4, max_bank=1024)))
+    ort_expert = load_expert(OnnxRuntimeExpertConfig(model=trt_engine_dir / "expert.onnx"))
+    r = expert.resolution
+    bank = _bank(ort_expert, r)
+    ort_expert.set_bank(bank)
+    _on_thread("reload", lambda: expert.set_bank(bank))
+    tiles = _tiles(3, r)
+
+    def frame() -> tuple[Any, Any, Any]:
+        distances, features = expert.run(tiles)
+        return distances, features, world.current_context()
+
+    distances, features, left_current = _on_thread("lane-inspect", frame)
+    ref_d, ref_f = ort_expert.run(tiles)
+    np.testing.assert_allclose(distances, ref_d, atol=1e-5)
+    np.testing.assert_allclose(features, ref_f, atol=1e-5)
+    assert left_current is None  # pushed for the call, popped after it
+    assert world.no_context_errors == []
+    assert world.pushes > 0
+    _on_thread("shutdown", expert.close)
+    assert len(world.freed) == 4
+    assert world.current_context() is None
 
 
 # --- manifest check at load ---------------------------------------------------------------------

@@ -13,7 +13,9 @@ engine build) is chosen.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Protocol
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -39,21 +41,40 @@ class CudaMemory(Protocol):
 
 
 class PycudaMemory:
-    """pycuda with the device's primary context (shared with ORT/other CUDA users in the process)."""
+    """pycuda with the device's primary context (shared with ORT/other CUDA users in the process).
+
+    A CUDA context is current *per thread*: ``pycuda.autoprimaryctx`` makes it
+    current only on the thread that imports it, while the lane loads the expert
+    on one thread (start-up or the reload thread) and runs frames on
+    ``lane-inspect``. So this class retains the primary context once and every
+    call pushes it on the calling thread and pops it after (a few microseconds),
+    which works from any thread and leaves no thread holding it.
+    """
 
     name = "pycuda"
 
     def __init__(self) -> None:
-        import pycuda.autoprimaryctx  # noqa: F401 - creates/retains the primary context
         import pycuda.driver as cuda
 
+        cuda.init()
         self._cuda = cuda
+        self._device = cuda.Device(int(os.environ.get("CUDA_DEVICE", "0")))
+        self._context = self._device.retain_primary_context()
         self._allocations: dict[int, Any] = {}
         self._streams: dict[int, Any] = {}
-        self._device = cuda.Context.get_device()
+
+    @contextmanager
+    def _current(self) -> Iterator[None]:
+        """The primary context current on this thread for the duration of one call."""
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
 
     def alloc(self, nbytes: int) -> int:
-        allocation = self._cuda.mem_alloc(max(1, int(nbytes)))
+        with self._current():
+            allocation = self._cuda.mem_alloc(max(1, int(nbytes)))
         ptr = int(allocation)
         self._allocations[ptr] = allocation  # keep the owner alive until free()
         return ptr
@@ -61,32 +82,40 @@ class PycudaMemory:
     def free(self, ptr: int) -> None:
         allocation = self._allocations.pop(ptr, None)
         if allocation is not None:
-            allocation.free()
+            with self._current():
+                allocation.free()
 
     def pinned(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return self._cuda.pagelocked_empty(shape, dtype)
+        with self._current():
+            return self._cuda.pagelocked_empty(shape, dtype)
 
     def free_pinned(self, array: np.ndarray) -> None:
         base = getattr(array, "base", None)
         if base is not None and hasattr(base, "free"):
-            base.free()
+            with self._current():
+                base.free()
 
     def stream(self) -> int:
-        stream = self._cuda.Stream()
+        with self._current():
+            stream = self._cuda.Stream()
         self._streams[int(stream.handle)] = stream
         return int(stream.handle)
 
     def htod_async(self, dst: int, src: np.ndarray, stream: int) -> None:
-        self._cuda.memcpy_htod_async(dst, src, self._streams[stream])
+        with self._current():
+            self._cuda.memcpy_htod_async(dst, src, self._streams[stream])
 
     def dtoh_async(self, dst: np.ndarray, src: int, stream: int) -> None:
-        self._cuda.memcpy_dtoh_async(dst, src, self._streams[stream])
+        with self._current():
+            self._cuda.memcpy_dtoh_async(dst, src, self._streams[stream])
 
     def htod(self, dst: int, src: np.ndarray) -> None:
-        self._cuda.memcpy_htod(dst, src)
+        with self._current():
+            self._cuda.memcpy_htod(dst, src)
 
     def synchronize(self, stream: int) -> None:
-        self._streams[stream].synchronize()
+        with self._current():
+            self._streams[stream].synchronize()
 
     def compute_capability(self) -> str:
         major, minor = self._device.compute_capability()
@@ -98,6 +127,10 @@ class PycudaMemory:
 
 class CudaPythonMemory:
     """NVIDIA's cuda-python runtime bindings (``cuda.bindings.runtime``; ``cuda.cudart`` on old releases).
+
+    The runtime API binds the device's primary context on whichever thread
+    calls it, so loading on one thread and running on another needs nothing
+    extra here (unlike pycuda's driver API).
 
     cuda-python returns ``(error, value...)`` tuples instead of raising; every
     call goes through :meth:`_check` so a failure becomes a clear error.

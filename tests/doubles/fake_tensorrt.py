@@ -13,7 +13,16 @@ To make runtime tests meaningful, a "plan" built here embeds the ONNX graph it
 was parsed from and the fake execution context runs it with ONNX Runtime (CPU)
 on the bytes found at the bound device addresses of a fake device memory. A
 wrong buffer size, a missing copy or a stale shape therefore gives wrong
-numbers or an explicit error, as it would on a GPU. What it cannot show: real
+numbers or an explicit error, as it would on a GPU.
+
+It also models CUDA's per-thread *current context*: every pycuda driver call
+(allocations, copies, streams, pinned memory) fails with pycuda's "invalid
+device context" unless a context is current on the calling thread, and
+``import pycuda.autoprimaryctx`` makes the primary context current only on the
+importing thread, exactly like pycuda. A backend that loads on one thread and
+runs frames on another (the lane's ``lane-inspect``) fails here as it would on
+a Jetson. TensorRT's own calls use the CUDA runtime API, which binds the
+primary context on any thread, so they do not check. What it cannot show: real
 TensorRT kernels, FP16 numerics of TensorRT, and real CUDA timing; those are
 covered by the ``gpu``-marked tests on a target.
 """
@@ -21,8 +30,11 @@ covered by the ``gpu``-marked tests on a target.
 from __future__ import annotations
 
 import enum
+import importlib.abc
+import importlib.machinery
 import json
 import sys
+import threading
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +70,29 @@ class World:
     pinned: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
     copies: list[tuple[str, int, int]] = field(default_factory=list)  # (kind, device ptr, nbytes)
     streams: list[int] = field(default_factory=list)
+    pushes: int = 0  # Context.push() calls (per-thread current-context model)
+    no_context_errors: list[str] = field(default_factory=list)  # pycuda calls made without a current context
+    _threads: threading.local = field(default_factory=threading.local)  # per-thread context stack
+    _primary: Any = None
     _next_ptr: int = 0x10000
+
+    # per-thread current CUDA context ---------------------------------------------------------
+    def context_stack(self) -> list["Context"]:
+        stack = getattr(self._threads, "stack", None)
+        if stack is None:
+            stack = self._threads.stack = []
+        return stack
+
+    def current_context(self) -> Optional["Context"]:
+        stack = self.context_stack()
+        return stack[-1] if stack else None
+
+    def require_context(self, call: str) -> None:
+        """pycuda raises LogicError "<call> failed: invalid device context" on a thread with no current context."""
+        if self.real_cuda is None and self.current_context() is None:
+            thread = threading.current_thread().name
+            self.no_context_errors.append(f"{call} on {thread}")
+            raise LogicError(f"{call} failed: invalid device context (fake pycuda: no CUDA context is current on thread {thread!r})")
 
     # device memory ---------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> int:
@@ -452,40 +486,91 @@ class Runtime:
 # --- pycuda -------------------------------------------------------------------------------------
 
 
+class LogicError(RuntimeError):
+    """pycuda._driver.LogicError (what pycuda raises for a call without a current context)."""
+
+
 class DeviceAllocation:
     def __init__(self, nbytes: int) -> None:
+        _WORLD.require_context("cuMemAlloc")
         self.ptr = _WORLD.alloc(nbytes)
 
     def __int__(self) -> int:
         return self.ptr
 
     def free(self) -> None:
+        _WORLD.require_context("cuMemFree")
         _WORLD.freed.append(self.ptr)
         _WORLD.memory.pop(self.ptr, None)
 
 
 class Stream:
     def __init__(self) -> None:
+        _WORLD.require_context("cuStreamCreate")
         self.handle = 0xABC000 + len(_WORLD.streams)
         _WORLD.streams.append(self.handle)
         self.synchronized = 0
 
     def synchronize(self) -> None:
+        _WORLD.require_context("cuStreamSynchronize")
         self.synchronized += 1
 
 
 class Device:
+    def __init__(self, ordinal: int = 0) -> None:
+        if ordinal != 0:
+            raise LogicError(f"cuDeviceGet failed: invalid device ordinal {ordinal}")
+        self.ordinal = ordinal
+
+    @staticmethod
+    def count() -> int:
+        return 1
+
     def compute_capability(self) -> tuple[int, int]:
         return _WORLD.compute_capability
 
     def name(self) -> str:
         return _WORLD.device_name
 
+    def retain_primary_context(self) -> "Context":
+        if _WORLD._primary is None:
+            _WORLD._primary = Context(self)
+        return _WORLD._primary
+
 
 class Context:
+    """A CUDA context; current per thread (a stack per thread, like the driver's)."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    def push(self) -> None:
+        _WORLD.pushes += 1
+        _WORLD.context_stack().append(self)
+
+    @staticmethod
+    def pop() -> None:
+        stack = _WORLD.context_stack()
+        if not stack:
+            raise LogicError("cuCtxPopCurrent failed: invalid device context")
+        stack.pop()
+
+    @staticmethod
+    def get_current() -> Optional["Context"]:
+        return _WORLD.current_context()
+
     @staticmethod
     def get_device() -> Device:
-        return Device()
+        _WORLD.require_context("cuCtxGetDevice")
+        context = _WORLD.current_context()
+        return context.device if context is not None else Device()
+
+    def detach(self) -> None:
+        pass
+
+
+def init(flags: int = 0) -> None:
+    pass
 
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
@@ -493,23 +578,45 @@ def mem_alloc(nbytes: int) -> DeviceAllocation:
 
 
 def pagelocked_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    _WORLD.require_context("cuMemHostAlloc")
     _WORLD.pinned.append((tuple(shape), np.dtype(dtype)))
     return np.zeros(shape, dtype)
 
 
 def memcpy_htod_async(dest: int, src: np.ndarray, stream: Stream) -> None:
+    _WORLD.require_context("cuMemcpyHtoDAsync")
     _WORLD.copies.append(("htod_async", int(dest), src.nbytes))
     _WORLD.write(int(dest), np.ascontiguousarray(src).tobytes())
 
 
 def memcpy_htod(dest: int, src: np.ndarray) -> None:
+    _WORLD.require_context("cuMemcpyHtoD")
     _WORLD.copies.append(("htod", int(dest), src.nbytes))
     _WORLD.write(int(dest), np.ascontiguousarray(src).tobytes())
 
 
 def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream) -> None:
+    _WORLD.require_context("cuMemcpyDtoHAsync")
     _WORLD.copies.append(("dtoh_async", int(src), dest.nbytes))
     dest[...] = np.frombuffer(_WORLD.read(int(src), dest.nbytes), dest.dtype).reshape(dest.shape)
+
+
+class _AutoPrimaryCtx(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import pycuda.autoprimaryctx`` runs code, as in pycuda: the primary context becomes current on the importing thread only."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Optional[importlib.machinery.ModuleSpec]:
+        if fullname != "pycuda.autoprimaryctx":
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        device = Device(0)
+        context = device.retain_primary_context()
+        context.push()
+        module.device, module.context = device, context  # type: ignore[attr-defined]
 
 
 # --- installation -------------------------------------------------------------------------------
@@ -544,14 +651,18 @@ def install(monkeypatch: Any, **settings: Any) -> World:
     global _WORLD
     _WORLD = World(**settings)
     pycuda = types.ModuleType("pycuda")
+    pycuda.__path__ = []  # a package, so ``import pycuda.autoprimaryctx`` reaches the finder below
     driver = types.ModuleType("pycuda.driver")
-    for name in ("mem_alloc", "pagelocked_empty", "memcpy_htod_async", "memcpy_htod", "memcpy_dtoh_async"):
+    for name in ("init", "mem_alloc", "pagelocked_empty", "memcpy_htod_async", "memcpy_htod", "memcpy_dtoh_async"):
         setattr(driver, name, globals()[name])
-    driver.Stream, driver.Context, driver.Device = Stream, Context, Device
-    autoprimaryctx = types.ModuleType("pycuda.autoprimaryctx")
-    pycuda.driver, pycuda.autoprimaryctx = driver, autoprimaryctx
+    driver.Stream, driver.Context, driver.Device, driver.LogicError = Stream, Context, Device, LogicError
+    pycuda.driver = driver
     monkeypatch.setitem(sys.modules, "tensorrt", _tensorrt_module(_WORLD))
     monkeypatch.setitem(sys.modules, "pycuda", pycuda)
     monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
-    monkeypatch.setitem(sys.modules, "pycuda.autoprimaryctx", autoprimaryctx)
+    # autoprimaryctx is imported for real (its import pushes the context on the importing thread);
+    # set-then-delete so monkeypatch removes whatever the import leaves behind.
+    monkeypatch.setitem(sys.modules, "pycuda.autoprimaryctx", None)
+    monkeypatch.delitem(sys.modules, "pycuda.autoprimaryctx")
+    monkeypatch.setattr(sys, "meta_path", [_AutoPrimaryCtx(), *sys.meta_path])
     return _WORLD
