@@ -14,12 +14,14 @@ from edge.config.base import StrictModel, rule_error
 from edge.config.decision import DecisionConfig, RulesConfig, ThresholdsConfig
 from edge.config.expert import BankConfig, ExpertConfig, RoiConfig, TilingConfig
 from edge.config.mqtt import MqttConfig
+from edge.config.plant import ConsoleConfig, MetricsConfig, SparkplugConfig
 from edge.config.source import GenicamSourceConfig, SourceConfig, SyntheticSourceConfig
 
 RECIPE_VERSION = 1
 
 
-_SECTIONS_WITH_DEFAULTS = ("tiling", "thresholds", "rules", "decision", "mqtt", "archive", "assistant")
+_SECTIONS_WITH_DEFAULTS = ("tiling", "thresholds", "rules", "decision", "mqtt", "archive", "assistant",
+                           "sparkplug", "metrics", "console")
 
 
 class Recipe(StrictModel):
@@ -48,6 +50,9 @@ class Recipe(StrictModel):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection and topics.")
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig, description="NG frame archive.")
     assistant: AssistantConfig = Field(default_factory=AssistantConfig, description="Assistant lane.")
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig, description="Sparkplug B edge node for SCADA/HMI.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics endpoint.")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="Technician console (its own process).")
 
     _source_path: Optional[Path] = PrivateAttr(None)
     _source_text: str = PrivateAttr("")
