@@ -183,8 +183,11 @@ def problem_from_error(root: type[BaseModel], err: dict[str, Any], data: Any) ->
         discriminator = str(ctx.get("discriminator", "type")).strip("'")
         expected = str(ctx.get("expected_tags", "")).replace("'", "")
         tags = [t.strip() for t in expected.split(",") if t.strip()]
+        if not tags:  # pydantic's union_tag_not_found carries no expected_tags: read them off the models
+            _, variants = resolve(root, loc)
+            tags = [tag for tag in (_tag(model) for model in variants) if tag]
         if kind == "union_tag_not_found":
-            return Problem(path, f"missing '{discriminator}': one of {', '.join(tags)}", at_key=True)
+            return _missing_tag(path, discriminator, tags, value, root, loc)
         tag = str(ctx.get("tag", ""))
         close = difflib.get_close_matches(tag, tags, n=1, cutoff=0.5)
         hint = f" — did you mean '{close[0]}'?" if close else ""
@@ -215,3 +218,25 @@ def problem_from_error(root: type[BaseModel], err: dict[str, Any], data: Any) ->
     if message.startswith("Input should be"):
         message = "must be" + message[len("Input should be"):]
     return Problem(path, message + got)
+
+
+def _missing_tag(path: KeyPath, discriminator: str, tags: list[str], value: Any,
+                 root: type[BaseModel], loc: tuple[Any, ...]) -> Problem:
+    """A union section without its selector key: name a misspelled selector on its own line.
+
+    ``source: {typex: synthetic}`` is most likely a typo of ``type``: pointing at the
+    section header with "missing 'type'" would send the technician to the wrong
+    line, so an unknown key close to the selector is reported where it is written.
+    """
+    choices = ", ".join(tags)
+    if isinstance(value, dict):
+        _, variants = resolve(root, loc)
+        known = {name for model in variants for name in model.model_fields}
+        unknown = [str(key) for key in value if str(key) not in known]
+        typo = next((key for key in unknown if difflib.get_close_matches(key, [discriminator], n=1, cutoff=0.6)), None)
+        if typo is None:  # a key whose value is one of the tags ("kind: genicam") is the selector too
+            typo = next((key for key in unknown if isinstance(value[key], str) and value[key] in tags), None)
+        if typo is not None:
+            return Problem(path + (typo,), f"unknown key '{typo}' — did you mean '{discriminator}'? "
+                                           f"({discriminator} selects one of {choices})")
+    return Problem(path, f"missing '{discriminator}': one of {choices}", at_key=True)
