@@ -25,7 +25,7 @@ from edge.expert import load_expert
 from edge.expert.base import Expert
 from edge.imageio import check_frame, to_rgb8
 from edge.regions import extract_regions, pool_region_feature, region_mask
-from edge.scoring import image_score, smooth_map
+from edge.scoring import image_score, require_finite, smooth_map
 from edge.tiling import cut_tiles, patch_centers, plan_tiles, stitch_distances
 from edge.types import InspectionResult
 from edge.verdict import decide
@@ -139,6 +139,8 @@ class Inspector:
 
         t1 = time.perf_counter()
         distances, features = run_batched(self.expert, tiles, recipe.tiling.max_batch)
+        require_finite(distances, "expert patch distances")  # e.g. an FP16 overflow: fail-safe, never a silent OK
+        require_finite(features, "expert patch features")
         timings["expert"] = _ms(t1)
 
         t2 = time.perf_counter()

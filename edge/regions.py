@@ -11,6 +11,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from edge.scoring import require_finite
 from edge.types import Region
 
 _ROWS = ("top", "middle", "bottom")
@@ -39,6 +40,7 @@ def extract_regions(
     frame, so bboxes and centroids come out in original frame pixels. The
     3×3 location is relative to the ROI (the inspected part).
     """
+    require_finite(anomaly_map, "anomaly map")  # a NaN pixel is below every threshold: its region would vanish
     height, width = anomaly_map.shape
     binary = (anomaly_map >= pixel_threshold).astype(np.uint8)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)

@@ -8,8 +8,26 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.errors import NonFiniteError
+
 MAP_SIGMA_PX = 4.0
 TOP_FRACTION = 0.01
+
+
+def require_finite(values: np.ndarray, what: str) -> None:
+    """Raise :class:`NonFiniteError` when ``values`` holds NaN or infinity.
+
+    Why: a NaN compares false with every threshold, so one NaN patch distance
+    would make the image score NaN and the part pass (``nan >= t`` is false),
+    and a NaN pixel spreads through the blur and removes the region around it.
+    One float64 ``sum`` is a cheap test (NaN and ±inf propagate, and no finite
+    float32 array can overflow a float64 sum); the exact count is only made on failure.
+    """
+    arr = np.asarray(values)
+    if arr.size and not np.isfinite(arr.sum(dtype=np.float64)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        nan = int(np.count_nonzero(np.isnan(arr)))
+        raise NonFiniteError(f"{what}: {bad} of {arr.size} values are not finite ({nan} NaN, {bad - nan} inf)")
 
 
 def image_score(patch_distances: np.ndarray) -> float:
@@ -21,6 +39,7 @@ def image_score(patch_distances: np.ndarray) -> float:
     flat = np.asarray(patch_distances, dtype=np.float32).ravel()
     if flat.size == 0:
         raise ValueError("no patch distances to score")
+    require_finite(flat, "patch distances")
     if flat.size < 100:
         return float(flat.max())
     k = int(flat.size * TOP_FRACTION)

@@ -20,6 +20,7 @@ region rejects.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Optional
 
 from edge.config.decision import ZoneConfig
 from edge.config.recipe import Recipe
+from edge.errors import NonFiniteError
 from edge.types import Region
 
 
@@ -124,7 +126,13 @@ def mark_rejecting_regions(regions: list[Region], recipe: Recipe) -> list[Region
 
 
 def decide(score: float, regions: list[Region], recipe: Recipe) -> Verdict:
-    """NG when the image score reaches its threshold or any region rejects; otherwise OK."""
+    """NG when the image score reaches its threshold or any region rejects; otherwise OK.
+
+    A NaN/inf score raises :class:`NonFiniteError` (``nan >= threshold`` is false, so
+    it would otherwise pass the part); the lane answers with the fail-safe verdict.
+    """
+    if not math.isfinite(score):
+        raise NonFiniteError(f"image score is {score}")
     judged = mark_rejecting_regions(regions, recipe)
     threshold = recipe.thresholds.image_score
     reasons = []

@@ -143,7 +143,7 @@ def _status_summary(status: Optional[dict[str, Any]]) -> Optional[dict[str, Any]
         return None
     out = {"state": status.get("state")}
     counters = status.get("counters") or {}
-    for key in ("frames", "decisions", "fail_safe", "undelivered", "late", "stage_errors", "reconnects",
+    for key in ("frames", "decisions", "fail_safe", "undelivered", "late", "stage_errors", "non_finite", "reconnects",
                 "archive_errors", "recipe_rejected"):
         if key in counters:
             out[key] = counters[key]

@@ -43,7 +43,7 @@ def _status(row: dict[str, Any]) -> str:
     if not st:
         return "nothing published"
     parts = [f"`{st.get('state')}`"]
-    for key in ("frames", "decisions", "fail_safe", "undelivered", "late", "reconnects", "archive_errors"):
+    for key in ("frames", "decisions", "fail_safe", "undelivered", "late", "non_finite", "reconnects", "archive_errors"):
         if st.get(key):
             parts.append(f"{key} {st[key]}")
     for key in ("source_error", "recipe_error"):
