@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, Strict, field_validator, model_validator
 
 from edge.config.base import StrictModel, rule_error
 
 Verdict = Literal["OK", "NG"]
-Point = tuple[float, float]
+Point = Annotated[tuple[Annotated[float, Strict()], Annotated[float, Strict()]], Strict(False)]
+"""[x, y]: a YAML list (lax for the pair), strict numbers inside."""
 
 
 class ThresholdsConfig(StrictModel):

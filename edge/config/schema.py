@@ -16,9 +16,84 @@ SCHEMA_ID = "https://github.com/iad-edge/iad-edge/calibration/recipe.schema.json
 REPO_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "calibration" / "recipe.schema.json"
 
 
+# What the models' validators enforce, said in JSON Schema, so that an editor's green means the
+# appliance accepts the file (tests/test_config_schema_agreement.py checks both directions with
+# the independent `jsonschema` validator). Merged into the generated $defs / root.
+_POSITIVE_POINT = {"type": "array", "prefixItems": [{"type": "number", "minimum": 0}, {"type": "number", "minimum": 0}],
+                   "minItems": 2, "maxItems": 2}
+_TEXT = {"type": "string"}
+_DEF_RULES: dict[str, dict] = {
+    "TilingConfig": {"properties": {"resolution": {"multipleOf": 14}}},
+    "OnnxRuntimeExpertConfig": {"properties": {"providers": {"minItems": 1}}},
+    "ZoneConfig": {"properties": {"polygon": {"minItems": 3, "items": _POSITIVE_POINT}},
+                   "if": {"properties": {"ignore": {"const": True}}, "required": ["ignore"]},
+                   "then": {"properties": {"pixel": {"type": "null"}, "min_area_px": {"type": "null"}, "min_area_mm2": {"type": "null"}}}},
+    "MqttConfig": {"if": {"properties": {"password_file": _TEXT}, "required": ["password_file"]},
+                   "then": {"properties": {"username": {"type": "string", "minLength": 1}}, "required": ["username"]}},
+    "MqttTlsConfig": {"allOf": [
+        {"if": {"properties": {"cert_file": _TEXT}, "required": ["cert_file"]},
+         "then": {"properties": {"key_file": _TEXT}, "required": ["key_file"]}},
+        {"if": {"properties": {"key_file": _TEXT}, "required": ["key_file"]},
+         "then": {"properties": {"cert_file": _TEXT}, "required": ["cert_file"]}},
+    ]},
+}
+_NUMBER = {"type": "number"}
+_ROOT_RULES = {"allOf": [
+    {  # rules.min_area_mm2 (or a zone's) needs pixel_pitch_mm
+        "if": {"properties": {"rules": {"anyOf": [
+            {"properties": {"min_area_mm2": _NUMBER}, "required": ["min_area_mm2"]},
+            {"properties": {"zones": {"contains": {"properties": {"min_area_mm2": _NUMBER}, "required": ["min_area_mm2"]}}},
+             "required": ["zones"]},
+        ]}}, "required": ["rules"]},
+        "then": {"properties": {"pixel_pitch_mm": _NUMBER}, "required": ["pixel_pitch_mm"]},
+    },
+    {  # rules.always_reject needs assistant.prototypes
+        "if": {"properties": {"rules": {"properties": {"always_reject": {"minItems": 1}}, "required": ["always_reject"]}},
+               "required": ["rules"]},
+        "then": {"properties": {"assistant": {"properties": {"prototypes": _TEXT}, "required": ["prototypes"]}},
+                 "required": ["assistant"]},
+    },
+]}
+
+
+def _merge(target: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _require_discriminators(node: object, defs: dict) -> None:
+    """A union section's selector (source.type, expert.backend) is required, as the appliance requires it.
+
+    The models give the selector a default (handy in code), which would make it
+    optional in the schema although a recipe without it is refused.
+    """
+    if isinstance(node, dict):
+        disc = node.get("discriminator")
+        if isinstance(disc, dict):
+            for ref in disc.get("mapping", {}).values():
+                target = defs[ref.rsplit("/", 1)[-1]]
+                required = target.setdefault("required", [])
+                if disc["propertyName"] not in required:
+                    required.insert(0, disc["propertyName"])
+        for value in node.values():
+            _require_discriminators(value, defs)
+    elif isinstance(node, list):
+        for value in node:
+            _require_discriminators(value, defs)
+
+
 def recipe_json_schema() -> dict:
     """The recipe's JSON Schema (draft 2020-12) as a dict."""
     schema = Recipe.model_json_schema(mode="validation")
+    defs = schema.get("$defs", {})
+    _require_discriminators(schema, defs)
+    for name, extra in _DEF_RULES.items():
+        if name in defs:
+            _merge(defs[name], extra)
+    _merge(schema, _ROOT_RULES)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
