@@ -19,8 +19,9 @@ from typing import Optional, Union
 import numpy as np
 
 from edge.bank import Bank, run_batched
+from edge.bank_fit import compare, frame_limit
 from edge.config.recipe import Recipe
-from edge.errors import BadFrameError, ModelLoadError
+from edge.errors import BadFrameError, BankError, ModelLoadError
 from edge.expert import load_expert
 from edge.expert.base import Expert
 from edge.imageio import check_frame, to_rgb8
@@ -41,6 +42,20 @@ def check_resolution(recipe: Recipe, expert: Expert) -> None:
             f"set tiling.resolution: {expert.resolution}, or re-export with `iad-export dinov2 --resolution "
             f"{recipe.tiling.resolution}`"
         )
+
+
+class FrameTooLargeError(BadFrameError):
+    """A frame above the frame guard's limit (tiling.max_megapixels or its default from the bank)."""
+
+
+def check_bank_fits_recipe(bank: Bank, recipe: Recipe, path: Union[str, Path]) -> list[str]:
+    """Apply edge/bank_fit.py's rules: raise BankError on a refusal, log and return the warnings."""
+    fit = compare(bank.meta, recipe)
+    if fit.errors:
+        raise BankError(f"{path}: " + "; ".join(fit.errors))
+    for warning in fit.warnings:
+        log.warning("%s: %s", path, warning)
+    return [f"{path}: {w}" for w in fit.warnings]
 
 
 def _file_stamp(path: Path) -> Optional[tuple[int, int]]:
@@ -65,7 +80,9 @@ class Inspector:
         self.expert = expert
         self.bank: Optional[Bank] = None
         self.bank_path: Optional[Path] = None
+        self.bank_warnings: list[str] = []  # what edge/bank_fit.py found worth saying about the loaded bank
         self._bank_stamp: Optional[tuple[int, int]] = None
+        self._sizes_seen: set[tuple[int, int]] = set()
         if bank is not None:
             self.set_bank(bank)
 
@@ -80,6 +97,7 @@ class Inspector:
     def load_bank(self, path: Union[str, Path]) -> None:
         bank = Bank.load(path)
         bank.check_fits(self.expert, path)
+        self.bank_warnings = check_bank_fits_recipe(bank, self.recipe, path)
         self.set_bank(bank)
         self.bank_path = Path(path)
         self._bank_stamp = _file_stamp(self.bank_path)
@@ -109,14 +127,33 @@ class Inspector:
             bank_path = new_path
         old_expert = self.expert
         self.expert, self.bank, self.bank_path, self.recipe = expert, bank, bank_path, recipe
+            self.bank_warnings = check_bank_fits_recipe(bank, recipe, new_path)
         self._bank_stamp = _file_stamp(bank_path) if bank_path else None
         if old_expert is not expert:
+        elif bank is not None:
+            self.bank_warnings = check_bank_fits_recipe(bank, recipe, bank_path or "bank")  # e.g. a new tiling.mode
             old_expert.close()
 
     def inspect(self, image: np.ndarray) -> InspectionResult:
         """Inspect one frame (gray or BGR, uint8 or uint16, any size)."""
         recipe, bank = self.recipe, self.bank  # one consistent snapshot for this frame
         if bank is None:
+    def _guard_frame(self, width: int, height: int, recipe: Recipe, bank: Bank) -> None:
+        """Refuse a frame far larger than calibrated before it costs seconds and gigabytes (bounded memory)."""
+        limit_mp, why = frame_limit(recipe, bank.meta)
+        megapixels = width * height / 1e6
+        if megapixels > limit_mp:
+            raise FrameTooLargeError(
+                f"frame {width}x{height} ({megapixels:.1f} MP) is larger than the {limit_mp:.1f} MP limit ({why}); "
+                "crop it with roi, or raise tiling.max_megapixels if the part really is this large"
+            )
+        if (width, height) not in self._sizes_seen and len(self._sizes_seen) < 64:
+            self._sizes_seen.add((width, height))
+            lo, hi = bank.meta.get("frame_min"), bank.meta.get("frame_max")
+            if lo and hi and not (lo[0] <= width <= hi[0] and lo[1] <= height <= hi[1]):
+                log.warning("frame %dx%d is outside the %s range the bank was calibrated on; scores may not be comparable",
+                            width, height, f"{lo[0]}x{lo[1]}..{hi[0]}x{hi[1]}")
+
             raise BadFrameError("no memory bank installed: run `iad-edge calibrate` first")
         timings: dict[str, float] = {}
 
@@ -127,6 +164,7 @@ class Inspector:
         if recipe.roi is not None:
             roi = recipe.roi
             if roi.x + roi.width > frame_w or roi.y + roi.height > frame_h:
+        self._guard_frame(frame_w, frame_h, recipe, bank)
                 raise BadFrameError(
                     f"ROI x={roi.x} y={roi.y} {roi.width}x{roi.height} does not fit the {frame_w}x{frame_h} frame"
                 )

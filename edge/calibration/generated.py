@@ -63,3 +63,12 @@ def overridden_keys(recipe_path: Path, keys: list[tuple[str, ...]]) -> list[str]
         if node is not None:
             found.append(".".join(key))
     return found
+
+
+def names_include(recipe_path: Path, path: Path) -> bool:
+    """Does the recipe file list ``path`` under ``include:`` (even while that file does not exist yet)?"""
+    data = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
+    raw = data.get("include") if isinstance(data, dict) else None
+    items = [raw] if isinstance(raw, str) else (raw if isinstance(raw, list) else [])
+    target = path.resolve()
+    return any(isinstance(i, str) and (recipe_path.parent / Path(i).expanduser()).resolve() == target for i in items)

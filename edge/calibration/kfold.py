@@ -63,11 +63,15 @@ def score_held_out(
     return [s for s in out if s is not None]
 
 
-def score_defects(expert: Any, bank: Bank, defects: list[Sample], recipe: Any) -> list[Scored]:
-    """Score defect images against the full bank."""
+def score_defects(expert: Any, bank: Bank, defects: list[Sample], recipe: Any,
+                  progress: Optional[Callable[[str], Any]] = None) -> list[Scored]:
+    """Score defect images against the full bank (a progress line every ~10 % for long sets)."""
     inspector = Inspector(recipe, expert, bank)
     out = []
-    for sample in defects:
+    step = max(1, len(defects) // 10)
+    for number, sample in enumerate(defects, start=1):
         result = inspector.inspect(sample.image)
         out.append(Scored(sample, float(result.score), result.anomaly_map))
+        if progress and (number % step == 0 or number == len(defects)):
+            progress(f"defects: {number}/{len(defects)} scored against the full bank")
     return out

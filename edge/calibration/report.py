@@ -98,11 +98,15 @@ def write_report(folder: Path, recipe_path: Path, proposal: Proposal, good: list
         log.warning("matplotlib not installed: calibration report without histograms")
 
     lines += ["## Highest-scoring good parts", "",
-              "What the line would reject first if the image threshold were lower (heat map = anomaly map).", ""]
+              "What the line would reject first if the image threshold were lower. Each picture: verdict under the "
+              "proposed thresholds, held-out score against the image threshold, the anomaly map as a heat map "
+              "(scale on the right: 0 to twice the pixel threshold).", ""]
     for rank, item in enumerate(sorted(good, key=lambda g: g.score, reverse=True)[:top_good], start=1):
         name = f"top_good_{rank}.png"
-        overlay = render_overlay(item.sample.image, item.anomaly_map, [], proposal.pixel,
-                                 verdict=None, score=item.score)
+        verdict = "NG" if item.sample.name in proposal.false_rejects else "OK"
+        overlay = render_overlay(item.sample.image, item.anomaly_map, [], proposal.pixel, verdict=verdict,
+                                 score=item.score, image_threshold=proposal.image_score,
+                                 title=f"#{rank} {item.sample.name}")
         if not cv2.imwrite(str(folder / name), overlay):
             raise OSError(f"could not write {folder / name}")
         lines.append(f"{rank}. `{item.sample.name}`: score {item.score:.4f}, map max {float(item.anomaly_map.max()):.4f}  ")

@@ -17,6 +17,8 @@ def _pct(value: float) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
+        usage="iad-edge eval RECIPE DATASET --out DIR [--shots K] [--seeds N] [--seed S] [--categories A,B] "
+        "[--worst N] [--overwrite] [--no-progress]\n       iad-edge eval --compare A.json B.json",
         help="Evaluate a recipe on a labelled dataset (AUROC, AUPRO, F1, location accuracy) and write a report.",
         description=(
             "Build the memory bank from each category's train/good images, score its test images with the "
@@ -28,13 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("recipe", nargs="?", help="Recipe YAML (expert, tiling, ROI, thresholds are used; its bank is not).")
     parser.add_argument("dataset", nargs="?", help="Dataset folder (MVTec AD layout or VisA with split_csv/1cls.csv).")
-    parser.add_argument("--out", help="Report folder (must not exist or be empty unless --overwrite).")
+    parser.add_argument("--out", help="Report folder (absent, empty, or an earlier eval report, which is replaced; "
+                        "anything else needs --overwrite).")
     parser.add_argument("--shots", type=int, help="Build the bank from K sampled good images instead of all of them.")
     parser.add_argument("--seeds", type=int, default=1, help="With --shots: repeat with N different samples (default 1).")
     parser.add_argument("--seed", type=int, default=0, help="First sampling seed (default 0).")
     parser.add_argument("--categories", help="Comma-separated categories to evaluate (default: all).")
     parser.add_argument("--worst", type=int, default=4, help="Worst false positives/negatives shown per category (default 4).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --out folder.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --out folder that is not an earlier eval report.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars (logs, CI).")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="Print two metrics.json side by side.")
     parser.set_defaults(func=run, _parser=parser)
@@ -58,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.config import load_recipe
     from edge.evaluation.datasets import load_dataset
-    from edge.evaluation.report import check_output_dir, write_report
+    from edge.evaluation.report import MARKER, check_output_dir, write_report
+    from edge.evaluation.operating_point import merge, operating_point, pct
     from edge.evaluation.runner import EvalOptions, evaluate
 
     out = Path(args.out)
-    check_output_dir(out, args.overwrite)  # before the long run, not after it
+    check_output_dir(out, args.overwrite, MARKER)  # before the long run, not after it
     recipe = load_recipe(args.recipe)
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     dataset = load_dataset(args.dataset, categories)
@@ -76,5 +80,10 @@ def run(args: argparse.Namespace) -> int:
     rows = [(cat.name, cat.metrics) for cat in result.categories] + [("mean", result.mean)]
     for name, values in rows:
         print(f"{name:<24}" + "".join(f"{_pct(values[k]):>19}" for k in shown))
+    op = merge(operating_point(cat.runs[0].records) for cat in result.categories)
+    good, bad = op["rejected_good"] + op["passed_good"], op["rejected_defective"] + op["escaped_defective"]
+    print(f"at the recipe's thresholds (image_score {recipe.thresholds.image_score:g}, pixel {recipe.thresholds.pixel:g}): "
+          f"false-reject rate {pct(op['false_reject_rate'])} ({op['rejected_good']}/{good} good parts rejected), "
+          f"escape rate {pct(op['escape_rate'])} ({op['escaped_defective']}/{bad} defective parts passed)")
     print(f"report: {out / 'report.md'}")
     return 0

@@ -14,16 +14,23 @@ from pathlib import Path
 
 from edge.atomic import write_text_atomic
 from edge.config import load_recipe
-from edge.errors import IadError
+from edge.outputs import check_outputs, file_output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("explain", help="Inspect one image and explain each defect region with a GGUF model (JSON out).")
+    p = subparsers.add_parser(
+        "explain",
+        help="Inspect one image and explain each defect region with a GGUF model (JSON out).",
+        description="Inspect IMAGE with the recipe's expert and bank, then explain each region with a GGUF language "
+        "model through llama.cpp (no broker, no spool): schema-constrained JSON whose location and bbox are the "
+        "region's own. --out is checked before the model is loaded and written only when everything succeeded.",
+    )
     p.add_argument("recipe", type=Path, help="Recipe YAML (expert, bank, thresholds, assistant settings).")
     p.add_argument("image", type=Path, help="Image to inspect (gray or colour, 8 or 16 bit).")
     p.add_argument("--model", type=Path, help="GGUF language model (default: assistant.model of the recipe).")
     p.add_argument("--mmproj", type=Path, help="GGUF vision projector; the crop and mask overlay go in as images.")
-    p.add_argument("--out", type=Path, required=True, help="Output JSON file (written only when everything succeeded).")
+    p.add_argument("--out", type=Path, required=True,
+                   help="Output JSON file (replaced if it exists; written only when everything succeeded).")
     p.set_defaults(func=run)
 
 
@@ -34,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.inspector import Inspector
     from edge.prototypes import load_prototypes, match_candidates
 
-    if not args.out.parent.is_dir():
-        raise IadError(f"{args.out}: output folder {args.out.parent} does not exist")
+    check_outputs([file_output(args.out, "--out")])  # before the model is loaded
     recipe = load_recipe(args.recipe)
     cfg = recipe.assistant
     image = read_image(args.image)

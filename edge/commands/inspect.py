@@ -1,29 +1,47 @@
 """`iad-edge inspect RECIPE IMAGE_OR_DIR… --out DIR [--bank PATH]`: offline inspection of image files.
 
 Writes ``DIR/<stem>.json`` (score, verdict, reason, regions, timings) and
-``DIR/<stem>.png`` (heat map + region boxes) per image. Every input is read
-and validated before anything is written, so a bad file leaves no partial output.
+``DIR/<stem>.png`` (heat map + region boxes) per image, and ``DIR/summary.json``.
+``--out`` is checked before any work, every input is read and validated
+before anything is written, and the folder is staged and renamed into place
+as a whole, so a bad file or a crash leaves no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 
 from edge.atomic import write_text_atomic
 from edge.config import load_recipe
 from edge.errors import IadError
 from edge.imageio import read_image, write_image_atomic
+from edge.outputs import check_outputs, dir_output, output_set
 from edge.overlay import render_overlay
 from edge.sources.folder import list_images
 
+SUMMARY = "summary.json"  # also marks the folder as inspect's own output (replaced on the next run)
+LARGE_FRAME_PX = 4_000_000  # frames above this get a line before they are inspected (they take seconds)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="Inspect image files and write JSON results and overlays.")
+    p = sub.add_parser(
+        "inspect",
+        help="Inspect image files and write JSON results and overlays.",
+        description="Inspect image files (or folders of images) offline with the recipe's expert, bank and thresholds. "
+        "Writes <stem>.json (score, verdict, reason, regions, timings) and <stem>.png (labelled heat map with "
+        "region boxes) per image, plus summary.json, into --out. Every input is read and --out is checked before "
+        "any work; the folder is written as a whole or not at all.",
+    )
     p.add_argument("recipe", type=Path, help="Recipe YAML (calibration/*.yaml).")
     p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE_OR_DIR", help="Image files or folders of images.")
-    p.add_argument("--out", type=Path, required=True, help="Output folder for <stem>.json and <stem>.png.")
+    p.add_argument("--out", type=Path, required=True,
+                   help="Output folder for <stem>.json and <stem>.png (absent, empty, or an earlier inspect output, "
+                   "which is replaced; anything else needs --overwrite).")
+    p.add_argument("--overwrite", action="store_true", help="Replace a non-empty --out folder that is not an earlier inspect output.")
     p.add_argument("--bank", type=Path, default=None, help="Memory bank (.npz); default: the recipe's bank.path.")
     p.set_defaults(func=run)
 
@@ -52,17 +70,43 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from edge.inspector import Inspector  # imported here so `--help` stays instant
 
+    out = dir_output(args.out, "--out", marker=SUMMARY, overwrite=args.overwrite)
+    check_outputs([out])  # before any work: a bad --out costs one line, not a run
     recipe = load_recipe(args.recipe)
     paths = collect_inputs(args.inputs)
     images = [(path, read_image(path)) for path in paths]  # all validated before any output
     inspector = Inspector.from_recipe(recipe, bank_path=args.bank)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path, image in images:
-        result = inspector.inspect(image)
-        record = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), **result.to_json()}
-        write_text_atomic(args.out / f"{path.stem}.json", json.dumps(record, indent=2) + "\n")
-        overlay = render_overlay(image, result.anomaly_map, result.regions, recipe.thresholds.pixel, result.verdict, result.score)
-        write_image_atomic(args.out / f"{path.stem}.png", overlay)
-        print(f"{path.name}: {result.verdict} score={result.score:.4f} regions={len(result.regions)} "
-              f"({result.timings['total']:.1f} ms) {result.reason}")
+    for warning in inspector.bank_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    counts = {"OK": 0, "NG": 0}
+    rows = []
+    started = time.perf_counter()
+    with output_set([out]) as staged:
+        folder = staged.stage(out)
+        for number, (path, image) in enumerate(images, start=1):
+            if image.shape[0] * image.shape[1] > LARGE_FRAME_PX:
+                print(f"{path.name}: {image.shape[1]}x{image.shape[0]} frame, inspecting ...", file=sys.stderr, flush=True)
+            result = inspector.inspect(image)
+            record = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), **result.to_json()}
+            write_text_atomic(folder / f"{path.stem}.json", json.dumps(record, indent=2) + "\n")
+            overlay = render_overlay(image, result.anomaly_map, result.regions, recipe.thresholds.pixel, result.verdict,
+                                     result.score, recipe.thresholds.image_score)
+            write_image_atomic(folder / f"{path.stem}.png", overlay)
+            counts[result.verdict] = counts.get(result.verdict, 0) + 1
+            rows.append({"image": str(path), "verdict": result.verdict, "score": round(float(result.score), 6),
+                         "regions": len(result.regions), "reason": result.reason})
+            prefix = f"[{number}/{len(images)}] " if len(images) > 1 else ""
+            print(f"{prefix}{path.name}: {result.verdict} score={result.score:.4f} regions={len(result.regions)} "
+                  f"({result.timings['total']:.1f} ms) {result.reason}", flush=True)
+        summary = {"recipe": str(args.recipe), "images": len(images), **{k.lower(): v for k, v in counts.items()},
+                   "image_score_threshold": recipe.thresholds.image_score, "pixel_threshold": recipe.thresholds.pixel,
+                   "results": rows}
+        write_text_atomic(folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    seconds = time.perf_counter() - started
+    print(f"{len(images)} {_plural(len(images), 'image')}: {counts.get('NG', 0)} NG, {counts.get('OK', 0)} OK "
+          f"in {seconds:.1f} s; results and overlays in {args.out}/ ({SUMMARY})")
     return 0
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"

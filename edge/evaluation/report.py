@@ -19,12 +19,14 @@ import cv2
 import numpy as np
 
 from edge.evaluation.metrics import PRO_FPR_LIMIT
+from edge.evaluation.operating_point import merge, operating_point, pct
 from edge.evaluation.runner import METRICS, EvalResult
 from edge.evaluation.staging import check_output_dir, staged_dir
 
 __all__ = ["check_output_dir", "write_report", "metrics_document"]
 
 METRICS_FORMAT = "iad-eval/1"
+MARKER = "metrics.json"  # a folder holding it is an earlier eval report: replaced without --overwrite
 
 LABELS = {
     "image_auroc": "Image AUROC",
@@ -70,6 +72,7 @@ def metrics_document(result: EvalResult) -> dict[str, Any]:
             location_images=first.location_images,
             location_fallbacks=first.location_fallbacks,
             ms_per_image=round(float(np.mean([r.ms_per_image for r in cat.runs])), 3),
+            operating_point=_rounded(operating_point(first.records)),
         )
         categories[cat.name] = entry
     opts = result.options
@@ -88,19 +91,38 @@ def metrics_document(result: EvalResult) -> dict[str, Any]:
         "metrics": list(METRICS),
         "categories": categories,
         "mean": {m: _num(v) for m, v in result.mean.items()},
+        "thresholds": {"image_score": result.image_threshold, "pixel": result.pixel_threshold},
+        "operating_point": _rounded(merge(c["operating_point"] for c in categories.values())),
     }
 
 
+def _rounded(point: dict[str, Any]) -> dict[str, Any]:
+    """Rates rounded for JSON (None stays null: no good or no defective images)."""
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        if isinstance(value, dict):
+            out[key] = _rounded(value)
+        elif isinstance(value, float):
+            out[key] = round(value, 6)
+        else:
+            out[key] = value
+    return out
+
+
 def write_scores(result: EvalResult, path: Path, all_seeds: bool) -> None:
-    """scores.csv: category,path,label,score (first seed); with all_seeds a trailing seed column."""
+    """scores.csv: category,path,label,score,verdict (first seed); with all_seeds a trailing seed column.
+
+    ``verdict`` is the recipe's own OK/NG (its thresholds and rules), so a spreadsheet filter shows every
+    false reject (label 0, NG) and every escape (label 1, OK).
+    """
     root = result.dataset.root
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["category", "path", "label", "score"] + (["seed"] if all_seeds else []))
+        writer.writerow(["category", "path", "label", "score", "verdict"] + (["seed"] if all_seeds else []))
         for cat in result.categories:
             for run in cat.runs if all_seeds else cat.runs[:1]:
                 for r in run.records:
-                    writer.writerow([cat.name, _rel(r.sample.path, root), r.sample.label, f"{r.score:.6f}"]
+                    writer.writerow([cat.name, _rel(r.sample.path, root), r.sample.label, f"{r.score:.6f}", r.verdict]
                                     + ([run.seed] if all_seeds else []))
 
 
@@ -161,9 +183,15 @@ def plot_worst(result: EvalResult, path: Path, category_index: int) -> bool:
         return False
     rows = [[c for c in run.worst if c.kind == "false positive"], [c for c in run.worst if c.kind == "false negative"]]
     cols = max(len(r) for r in rows)
-    fig = _figure(2.6 * cols, 5.8)
+    # cells follow the pictures' shape: a tall 500x1250 part gets a tall cell, not a 90x230 px stamp
+    height, width = rows[0][0].overlay.shape[:2] if rows[0] else rows[1][0].overlay.shape[:2]
+    aspect = min(3.0, max(1 / 3, height / width))
+    cell_w = 3.2 if aspect >= 1 else 3.2 / aspect
+    cell_h = cell_w * aspect
+    fig = _figure(cell_w * cols, 2 * cell_h + 1.0)
     fig.suptitle(f"{run.category}: highest-scoring good parts (top), lowest-scoring defective parts (bottom)\n"
-                 "heat = anomaly map, red boxes = predicted regions, green = ground truth", fontsize=9)
+                 "heat = anomaly map (scale at the right of each picture), red boxes = rejecting regions, "
+                 "orange = other regions, green outline = ground truth", fontsize=9)
     for r, cases in enumerate(rows):
         for c in range(cols):
             ax = fig.add_subplot(2, cols, r * cols + c + 1)
@@ -171,8 +199,8 @@ def plot_worst(result: EvalResult, path: Path, category_index: int) -> bool:
             if c < len(cases):
                 case = cases[c]
                 ax.imshow(cv2.cvtColor(case.overlay, cv2.COLOR_BGR2RGB))
-                ax.set_title(f"{case.record.sample.defect_type}/{case.record.sample.path.name}\n"
-                             f"score {case.record.score:.4f}", fontsize=7)
+                ax.set_title(f"{case.kind}: {case.record.sample.defect_type}/{case.record.sample.path.name}",
+                             fontsize=8)
     fig.savefig(path)
     return True
 
@@ -222,6 +250,17 @@ def report_markdown(result: EvalResult, doc: dict[str, Any], worst_files: dict[s
         "",
         "![metrics per category](categories.png)",
         "",
+        "## Operating point at the recipe's thresholds",
+        "",
+        f"What the line would do with the recipe as it is (image_score {result.image_threshold}, pixel "
+        f"{result.pixel_threshold}, its rules and zones): **false-reject rate** = good parts rejected, "
+        "**escape rate** = defective parts passed. The verdict of every image is the `verdict` column of "
+        "`scores.csv`.",
+        "",
+        _operating_table(doc),
+        "",
+        _defect_type_table(doc),
+        "",
         "## Data",
         "",
         counts,
@@ -261,6 +300,27 @@ def report_markdown(result: EvalResult, doc: dict[str, Any], worst_files: dict[s
     return "\n".join(parts)
 
 
+def _operating_table(doc: dict[str, Any]) -> str:
+    rows = []
+    entries = [(name, e["operating_point"]) for name, e in doc["categories"].items()] + [("**all**", doc["operating_point"])]
+    for name, op in entries:
+        good = op["rejected_good"] + op["passed_good"]
+        bad = op["rejected_defective"] + op["escaped_defective"]
+        rows.append([name, str(op["passed_good"]), str(op["rejected_good"]), str(op["rejected_defective"]),
+                     str(op["escaped_defective"]), f"{pct(op['false_reject_rate'])} ({op['rejected_good']}/{good})",
+                     f"{pct(op['escape_rate'])} ({op['escaped_defective']}/{bad})"])
+    return _table(["category", "good passed (TN)", "good rejected (FP)", "defective rejected (TP)",
+                   "defective passed (FN)", "false-reject rate", "escape rate"], rows)
+
+
+def _defect_type_table(doc: dict[str, Any]) -> str:
+    rows = []
+    for name, e in doc["categories"].items():
+        for kind, counts in e["operating_point"]["per_defect_type"].items():
+            rows.append([name, kind, str(counts["images"]), str(counts["escapes"]), pct(counts["escape_rate"])])
+    return _table(["category", "defect type", "images", "escaped (passed as OK)", "escape rate"], rows)
+
+
 # --------------------------------------------------------------------------- writing
 def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
@@ -269,7 +329,7 @@ def _safe_name(name: str) -> str:
 def write_report(result: EvalResult, out: Union[str, Path], overwrite: bool = False) -> list[Path]:
     """Write every report file into ``out`` (atomically: staged beside it, then moved into place)."""
     out = Path(out)
-    with staged_dir(out, overwrite) as staging:
+    with staged_dir(out, overwrite, marker=MARKER) as staging:
         doc = metrics_document(result)
         (staging / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         write_scores(result, staging / "scores.csv", all_seeds=False)

@@ -51,6 +51,8 @@ class ImageRecord:
     true_location: Optional[str]  # 3×3 name of the largest ground-truth region
     location_fallback: bool  # no region passed the pixel threshold: the map's maximum stood in
     ms: float
+    verdict: str = ""  # the recipe's verdict (its thresholds and rules, regions included)
+    reason: str = ""
 
 
 @dataclass
@@ -113,6 +115,7 @@ class EvalResult:
     expert_info: dict[str, Any]
     pixel_threshold: float
     started_at: str
+    image_threshold: float = float("nan")
 
     @property
     def mean(self) -> dict[str, float]:
@@ -211,7 +214,8 @@ def evaluate_category(
             if sample.label == 1:
                 truth = _largest_region_location(mask, roi) if mask is not None else None
                 predicted, fallback = _predicted_location(result, roi)
-            records.append(ImageRecord(sample, float(result.score), predicted, truth, fallback, ms))
+            records.append(ImageRecord(sample, float(result.score), predicted, truth, fallback, ms, result.verdict,
+                                       result.reason))
             regions_by_index[i] = result.regions
             np.save(Path(tmp) / f"{i}.npy", amap)
             lo, hi = min(lo, float(amap.min())), max(hi, float(amap.max()))
@@ -250,7 +254,8 @@ def evaluate_category(
                 image = read_image(record.sample.path)
                 amap = np.load(Path(tmp) / f"{i}.npy")
                 overlay = render_overlay(image, amap, regions_by_index[i], recipe.thresholds.pixel, score=record.score,
-                                         verdict="NG" if record.score >= recipe.thresholds.image_score else "OK")
+                                         verdict=record.verdict, image_threshold=recipe.thresholds.image_score,
+                                         title=f"{record.sample.defect_type}/{record.sample.path.name}")
                 worst.append(Case(record, kind, _draw_truth(overlay, read_mask(record.sample, amap.shape))))
 
     return RunResult(
@@ -307,5 +312,6 @@ def evaluate(recipe: Any, dataset: Dataset, options: EvalOptions, inspector: Any
         categories=results,
         expert_info=expert_info,
         pixel_threshold=recipe.thresholds.pixel,
+        image_threshold=recipe.thresholds.image_score,
         started_at=started,
     )

@@ -11,29 +11,32 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from edge.errors import IadError
+from edge.outputs import OutputPathError, check_output, dir_output
 
 
 class OutputDirError(IadError):
     """The output folder cannot be used (exists, not empty, not a folder)."""
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to mix new output into an unrelated non-empty folder (call before any long work)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputDirError(f"{out}: folder exists and is not empty; choose another output folder or pass --overwrite")
+def check_output_dir(out: Path, overwrite: bool, marker: Optional[str] = None) -> None:
+    """Refuse a file in the way, an unwritable place, or an unrelated non-empty folder (call before any long work).
+
+    A folder that holds ``marker`` is this command's earlier output and is replaced like with ``--overwrite``.
+    """
+    try:
+        check_output(dir_output(out, "--out", marker=marker, overwrite=overwrite))
+    except OutputPathError as exc:
+        raise OutputDirError(str(exc)) from None
 
 
 @contextlib.contextmanager
-def staged_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def staged_dir(out: Path, overwrite: bool = False, marker: Optional[str] = None) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``out``, on any error it is deleted."""
     out = Path(out)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, marker)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     umask = os.umask(0)
