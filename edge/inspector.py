@@ -26,7 +26,7 @@ from edge.expert import load_expert
 from edge.expert.base import Expert
 from edge.imageio import check_frame, to_rgb8
 from edge.regions import extract_regions, pool_region_feature, region_mask
-from edge.scoring import image_score, require_finite, smooth_map
+from edge.scoring import image_score, smooth_map
 from edge.tiling import cut_tiles, patch_centers, plan_tiles, stitch_distances
 from edge.types import InspectionResult
 from edge.verdict import decide
@@ -123,21 +123,17 @@ class Inspector:
         if expert is not self.expert or new_path != bank_path or _file_stamp(new_path) != self._bank_stamp:
             bank = Bank.load(new_path)
             bank.check_fits(expert, new_path)
+            self.bank_warnings = check_bank_fits_recipe(bank, recipe, new_path)
             expert.set_bank(bank.features)
             bank_path = new_path
-        old_expert = self.expert
-        self.expert, self.bank, self.bank_path, self.recipe = expert, bank, bank_path, recipe
-            self.bank_warnings = check_bank_fits_recipe(bank, recipe, new_path)
-        self._bank_stamp = _file_stamp(bank_path) if bank_path else None
-        if old_expert is not expert:
         elif bank is not None:
             self.bank_warnings = check_bank_fits_recipe(bank, recipe, bank_path or "bank")  # e.g. a new tiling.mode
+        old_expert = self.expert
+        self.expert, self.bank, self.bank_path, self.recipe = expert, bank, bank_path, recipe
+        self._bank_stamp = _file_stamp(bank_path) if bank_path else None
+        if old_expert is not expert:
             old_expert.close()
 
-    def inspect(self, image: np.ndarray) -> InspectionResult:
-        """Inspect one frame (gray or BGR, uint8 or uint16, any size)."""
-        recipe, bank = self.recipe, self.bank  # one consistent snapshot for this frame
-        if bank is None:
     def _guard_frame(self, width: int, height: int, recipe: Recipe, bank: Bank) -> None:
         """Refuse a frame far larger than calibrated before it costs seconds and gigabytes (bounded memory)."""
         limit_mp, why = frame_limit(recipe, bank.meta)
@@ -154,17 +150,21 @@ class Inspector:
                 log.warning("frame %dx%d is outside the %s range the bank was calibrated on; scores may not be comparable",
                             width, height, f"{lo[0]}x{lo[1]}..{hi[0]}x{hi[1]}")
 
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        """Inspect one frame (gray or BGR, uint8 or uint16, any size)."""
+        recipe, bank = self.recipe, self.bank  # one consistent snapshot for this frame
+        if bank is None:
             raise BadFrameError("no memory bank installed: run `iad-edge calibrate` first")
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
         check_frame(image)
         frame_h, frame_w = image.shape[:2]
+        self._guard_frame(frame_w, frame_h, recipe, bank)
         ox, oy, roi_h, roi_w = 0, 0, frame_h, frame_w
         if recipe.roi is not None:
             roi = recipe.roi
             if roi.x + roi.width > frame_w or roi.y + roi.height > frame_h:
-        self._guard_frame(frame_w, frame_h, recipe, bank)
                 raise BadFrameError(
                     f"ROI x={roi.x} y={roi.y} {roi.width}x{roi.height} does not fit the {frame_w}x{frame_h} frame"
                 )
@@ -177,8 +177,6 @@ class Inspector:
 
         t1 = time.perf_counter()
         distances, features = run_batched(self.expert, tiles, recipe.tiling.max_batch)
-        require_finite(distances, "expert patch distances")  # e.g. an FP16 overflow: fail-safe, never a silent OK
-        require_finite(features, "expert patch features")
         timings["expert"] = _ms(t1)
 
         t2 = time.perf_counter()
