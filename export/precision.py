@@ -94,6 +94,15 @@ def fp32_node_names(model: Any) -> list[str]:
     return sorted(set(names))
 
 
+def activation_matmul_names(model: Any) -> list[str]:
+    """MatMul nodes whose both operands are activations (attention's QK^T and AV): no weight to quantise."""
+    name_nodes(model)
+    graph = model.graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
+
+
 def name_nodes(model: Any) -> None:
     """Give unnamed nodes stable names (the quantisers address nodes by name)."""
     used = {n.name for n in model.graph.node if n.name}

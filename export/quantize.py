@@ -43,7 +43,7 @@ from edge.imageio import to_rgb8
 from edge.scoring import image_score
 from export.errors import ExportError
 from export.manifest import write_manifest
-from export.precision import FP32_OP_TYPES, fp32_node_names, name_nodes
+from export.precision import FP32_OP_TYPES, activation_matmul_names, fp32_node_names, name_nodes
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +168,12 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(_ranks(np.asarray(a)), _ranks(np.asarray(b)))[0, 1])
 
 
-def damaged_copies(tiles: np.ndarray, seed: int = 0) -> np.ndarray:
-    """One synthetic defect per tile, so the hold-out scores spread over good and bad parts."""
+def damaged_copies(tiles: np.ndarray, copies: int = 2, seed: int = 0) -> np.ndarray:
+    """``copies`` synthetic defects per tile, so the hold-out scores spread over good and bad parts."""
     from edge.generation import synthesize_defect
 
-    return np.stack([synthesize_defect(np.ascontiguousarray(t), seed=seed + i).image for i, t in enumerate(tiles)])
+    return np.stack([synthesize_defect(np.ascontiguousarray(t), seed=seed + copies * i + k).image
+                     for i, t in enumerate(tiles) for k in range(copies)])
 
 
 def measure_fidelity(reference: Path, candidate: Path, bank_tiles: np.ndarray, holdout_tiles: np.ndarray,
@@ -197,7 +198,7 @@ def measure_fidelity(reference: Path, candidate: Path, bank_tiles: np.ndarray, h
         "bank_rows": int(ref_bank.shape[0]),
         "holdout_tiles": int(len(holdout_tiles)),
         "eval_tiles": int(len(evaluation)),
-        "eval_set": "hold-out good tiles + one synthetic defect copy of each",
+        "eval_set": "hold-out good tiles + two synthetic-defect copies of each",
         "max_abs_distance_error": float(error.max()),
         "mean_abs_distance_error": float(error.mean()),
         "distance_correlation": float(np.corrcoef(ref_d.ravel(), cand_d.ravel())[0, 1]),
@@ -306,6 +307,8 @@ def quantize_int8(
         model = onnx.load(str(source_model))
         name_nodes(model)
         fp32_nodes = fp32_node_names(model)
+        attention = activation_matmul_names(model)
+        excluded = sorted(set(fp32_nodes) | (set() if attention_int8 else set(attention)))
         onnx.save(model, str(named))
         probe = _session(named, threads)
         dim = int(source_manifest["feature_dim"])
@@ -326,11 +329,13 @@ def quantize_int8(
             reduce_range=False,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=fp32_nodes,
+            nodes_to_exclude=excluded,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                               "entropy": CalibrationMethod.Entropy}[method],
             extra_options={
-                "MatMulConstBOnly": not attention_int8,
+                # MatMul/Conv outputs stay float: ORT then fuses DQ -> MatMul (-> bias Add) into
+                # MatMulIntegerToFloat instead of QLinearMatMul + DequantizeLinear + Add.
+                "OpTypesToExcludeOutputQuantization": list(INT8_OP_TYPES),
                 "WeightSymmetric": True,
                 "ActivationSymmetric": False,
                 "CalibMaxIntermediateOutputs": 4,  # bounds calibration memory at high resolution
