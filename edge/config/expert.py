@@ -11,6 +11,20 @@ from edge.config.base import RecipePath, StrictModel
 Provider = Literal["tensorrt", "cuda", "cpu"]
 
 
+class FidelityConfig(StrictModel):
+    """Least fidelity to the FP32 graph that an INT8/FP16 expert's manifest must show to be loaded."""
+
+    distance_correlation: float = Field(
+        0.995, ge=-1.0, le=1.0, description="Minimum correlation of patch distances with the FP32 expert's (manifest fidelity)."
+    )
+    score_spearman: float = Field(
+        0.99, ge=-1.0, le=1.0, description="Minimum Spearman rank correlation of image scores with the FP32 expert's."
+    )
+    max_distance_error: Optional[float] = Field(
+        None, gt=0, description="Largest allowed max abs patch-distance error vs FP32; null = not checked."
+    )
+
+
 class OnnxRuntimeExpertConfig(StrictModel):
     """ONNX Runtime backend: CPU everywhere, CUDA or the TensorRT execution provider on a GPU."""
 
@@ -27,6 +41,10 @@ class OnnxRuntimeExpertConfig(StrictModel):
     trt_fp16: bool = Field(True, description="Let the TensorRT execution provider use FP16 kernels.")
     trt_max_tiles: int = Field(8, ge=1, le=256, description="Largest tile batch in the TensorRT execution provider's profile.")
     trt_max_bank: int = Field(65536, ge=2, description="Largest memory bank in the TensorRT execution provider's profile.")
+    min_fidelity: FidelityConfig = Field(
+        default_factory=FidelityConfig,
+        description="An INT8/FP16 expert (iad-export quantize) loads only if its manifest's measured fidelity meets this.",
+    )
 
     @field_validator("providers")
     @classmethod

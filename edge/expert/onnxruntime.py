@@ -16,7 +16,8 @@ import onnxruntime as ort
 
 from edge.config.expert import OnnxRuntimeExpertConfig
 from edge.errors import BankError, ModelLoadError
-from edge.expert.manifest import load_manifest
+from edge.expert.fidelity import check_fidelity
+from edge.expert.manifest import load_manifest, manifest_path_for
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class OnnxRuntimeExpert:
     def __init__(self, cfg: OnnxRuntimeExpertConfig):
         model_path = Path(cfg.model)
         self.manifest = load_manifest(model_path)
+        check_fidelity(self.manifest, cfg.min_fidelity, manifest_path_for(model_path))
         self.resolution = int(self.manifest["resolution"])
         self.patch_size = int(self.manifest["patch_size"])
         self.feature_dim = int(self.manifest["feature_dim"])
