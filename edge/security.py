@@ -8,7 +8,11 @@ was swapped or truncated must never be loaded. Two checks:
 
 * :func:`check_recipe_paths`: every path in the recipe (all ``RecipePath``
   fields, found by walking the models, so new fields are covered without
-  edits here), after resolving symlinks, lies under one of the allowed roots.
+  edits here, and the ``include:`` files), after resolving symlinks, lies
+  under one of the allowed roots. The recipe loader (:mod:`edge.config.loader`)
+  applies the same check to every recipe it reads while confinement is on, so
+  start-up, live reload and every command are covered, and an included file
+  outside the roots is refused before it is read.
   Roots come from ``$IAD_ALLOWED_ROOTS`` (``:``-separated; the word
   ``default`` expands to :data:`DEFAULT_ROOTS`); the recipe's own folder is
   always allowed. Confinement is **on whenever ``$IAD_ALLOWED_ROOTS`` is set**
@@ -119,6 +123,7 @@ def check_recipe_paths(recipe: Any, environ: Optional[Mapping[str, str]] = None,
     recipe_path = getattr(recipe, "source_path", None)
     roots = allowed_roots(recipe_path, environ)
     bad = outside_roots(recipe, roots)
+    bad += [(f"include.{n}", p) for n, p in enumerate(getattr(recipe, "included_paths", ())) if not is_within(p, roots)]
     if bad:
         where = f"{recipe_path}: " if recipe_path else ""
         lines = [

@@ -14,6 +14,7 @@ file; the technician's explicit values always have the last word.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,6 +24,7 @@ from edge.config.messages import Problem, display_path, problem_from_error
 from edge.config.recipe import Recipe
 from edge.config.yamlmarks import KeyPath, Mark, YamlProblem, load_with_marks
 from edge.errors import IadError
+from edge.security import ENV_ROOTS, PathNotAllowedError, allowed_roots, confinement_enabled, is_within, recipe_paths
 
 
 class RecipeError(IadError, ValueError):
@@ -123,12 +125,16 @@ def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False
     """
     path = Path(path)
     data, marks = _parse_mapping(text, path, path)
+    roots = _confinement_roots(path)
     digest = hashlib.sha256(text.encode())
     included: list[Path] = []
     merged: dict = {}
     merged_marks: dict[KeyPath, Mark] = {}
     skip = {Path(p).resolve() for p in being_created}
     for inc_path, mark in _includes(data, marks, path):
+        if roots is not None and not is_within(inc_path, roots):  # refused before a byte of it is read
+            raise RecipeError(path, [f"{mark}: include: {inc_path} resolves to {os.path.realpath(inc_path)}, "
+                                     f"{_outside(roots)}"])
         if not inc_path.exists() and inc_path.resolve() in skip:
             continue  # the caller is about to create it (calibrate)
         inc_text = _read_text(inc_path, path, mark)
@@ -150,6 +156,12 @@ def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False
         problems = [problem_from_error(Recipe, err, data) for err in exc.errors()]
         raise RecipeError(path, _format(problems, marks)) from None
 
+    if roots is not None:
+        outside = [Problem(_key_path(field), f"{value} resolves to {os.path.realpath(value)}, {_outside(roots)}")
+                   for field, value in recipe_paths(recipe) if not is_within(value, roots)]
+        if outside:
+            raise RecipeError(path, _format(outside, marks))
+
     if check_files:
         from edge.config.files import missing_files, model_mismatches
 
@@ -162,6 +174,30 @@ def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False
     recipe._source_hash = digest.hexdigest()
     recipe._included = tuple(included)
     return recipe
+
+
+def _confinement_roots(path: Path) -> Optional[list[Path]]:
+    """The allowed roots when confinement is on (``$IAD_ALLOWED_ROOTS`` set, as in the units), else None.
+
+    Checked here, in the one loader, so every recipe the appliance reads is
+    confined the same way: at start, on live reload, in every command, and the
+    ``include:`` files before they are read (symlinks and ``..`` resolved).
+    """
+    if not confinement_enabled():
+        return None
+    try:
+        return allowed_roots(path)
+    except PathNotAllowedError as exc:
+        raise RecipeError(path, [f"{path}: {exc}"]) from None
+
+
+def _outside(roots: list[Path]) -> str:
+    return (f"outside the allowed roots ({', '.join(str(r) for r in roots)}): move it under one of them "
+            f"or add its folder to ${ENV_ROOTS}")
+
+
+def _key_path(dotted: str) -> KeyPath:
+    return tuple(int(part) if part.isdigit() else part for part in dotted.split("."))
 
 
 def _format(problems: list[Problem], marks: dict[KeyPath, Mark]) -> list[str]:
