@@ -95,7 +95,7 @@ def run_phase(recipe_path: Path, frames: int, saturate: bool, broker) -> dict:
     """One lane run of ``frames`` triggers; with ``saturate`` a feeder keeps the assistant's spool full."""
     from edge.assistant.busy_signal import BusySignal
     from edge.config import load_recipe
-    from edge.lane.build import build_lane
+    from edge.station import build_lane
 
     recipe = load_recipe(recipe_path)
     lane = build_lane(recipe, mqtt_host=broker.host if broker else None, mqtt_port=broker.port if broker else None,

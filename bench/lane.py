@@ -86,7 +86,7 @@ def _recipe(workdir: Path, model: Path, resolution: int, threads: int, rate_hz, 
 
 
 def _run_lane(recipe, inspector, broker, frames: int):
-    from edge.lane.build import build_lane
+    from edge.station import build_lane
 
     plc = Plc(broker.host, broker.port, f"{recipe.topic_root}/decision")
     lane = build_lane(recipe, mqtt_host=broker.host, mqtt_port=broker.port, inspector=inspector)

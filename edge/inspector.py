@@ -108,6 +108,10 @@ class Inspector:
         self.expert.set_bank(bank.features)
         self.bank = bank
 
+    def close(self) -> None:
+        """Release the expert (sessions, device buffers)."""
+        self.expert.close()
+
     def update_recipe(self, recipe: Recipe) -> None:
         """Apply a new recipe between frames.
 

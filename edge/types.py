@@ -6,7 +6,7 @@ Kept free of any backend or transport so that every module can import it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import numpy as np
 
@@ -127,3 +127,18 @@ class Decision:
     def remaining_s(self, now: float) -> float:
         """Seconds left in the decision window at ``now`` (negative when over)."""
         return self.deadline - now
+
+
+class InspectorLike(Protocol):
+    """What the lane needs from an inspector (:class:`edge.inspector.Inspector` is the implementation)."""
+
+    expert: Any  # an edge.expert.base.Expert; Any here so the core does not depend on the backends
+
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        """One frame in, one result out (raises BadFrameError for a frame it cannot judge)."""
+
+    def update_recipe(self, recipe: Any) -> None:
+        """Switch to a new recipe between two frames (raises when its bank/model cannot load)."""
+
+    def close(self) -> None:
+        """Release the expert."""

@@ -14,20 +14,28 @@ import time
 
 import pytest
 
-from edge.assistant.lane_hooks import attach_assistant
 from edge.assistant.supervisor import AssistantSupervisor
 from edge.config import load_recipe
-from edge.lane.build import build_lane
+from edge.station import Station, StationOptions
 
 ISOLATION_FRAMES = 30
 
 
-def _run_lane(recipe, broker, hooks: bool):
+def _station(recipe, broker, hooks: bool):
+    """The lane (with the assistant's busy flag and NG spool when ``hooks``), recording every decision."""
     decisions: dict[int, tuple] = {}
-    lane = build_lane(recipe, mqtt_host=broker.host, mqtt_port=broker.port)
-    lane.add_observer(lambda f, r, d: decisions.__setitem__(d.trigger_id, (d.verdict, d.fail_safe, None if d.score is None else round(d.score, 4))))
-    attached = attach_assistant(lane, recipe) if hooks else None
-    return lane, decisions, attached
+    record = lambda f, r, d: decisions.__setitem__(d.trigger_id, (d.verdict, d.fail_safe, None if d.score is None else round(d.score, 4)))  # noqa: E731
+    station = Station(recipe, StationOptions(mqtt_host=broker.host, mqtt_port=broker.port, assistant_hooks=hooks,
+                                             observers=(record,)))
+    return station, decisions
+
+
+def _run(station: Station, frames: int) -> None:
+    station.start(frames)
+    try:
+        assert station.wait(120)
+    finally:
+        station.stop()
 
 
 @pytest.mark.slow
@@ -45,8 +53,8 @@ def test_killing_the_assistant_mid_job_leaves_lane_decisions_unchanged_and_it_re
     recipe = load_recipe(path)
 
     # reference: the lane alone
-    lane, reference, _ = _run_lane(recipe, mosquitto_broker, hooks=False)
-    lane.run(max_frames=ISOLATION_FRAMES)
+    station, reference = _station(recipe, mosquitto_broker, hooks=False)
+    _run(station, ISOLATION_FRAMES)
     ng = sorted(t for t, (v, fs, _) in reference.items() if v == "NG" and not fs)
     assert len(reference) == ISOLATION_FRAMES and len(ng) >= 3
 
@@ -57,8 +65,8 @@ def test_killing_the_assistant_mid_job_leaves_lane_decisions_unchanged_and_it_re
         assert rec.wait_for(lambda m: any(x.topic.endswith("/status/assistant") and x.json.get("state") == "online" for x in m), 60), \
             (tmp_path / "assistant.log").read_text()[-2000:]
         first_pid = sup.pid
-        lane, assisted, hooks = _run_lane(recipe, mosquitto_broker, hooks=True)
-        runner = threading.Thread(target=lane.run, kwargs={"max_frames": ISOLATION_FRAMES})
+        station, assisted = _station(recipe, mosquitto_broker, hooks=True)
+        runner = threading.Thread(target=_run, args=(station, ISOLATION_FRAMES))
         runner.start()
         spool = recipe.assistant.spool
         deadline = time.monotonic() + 30
@@ -66,8 +74,7 @@ def test_killing_the_assistant_mid_job_leaves_lane_decisions_unchanged_and_it_re
             time.sleep(0.005)
         assert list(spool.glob("*.json.work")), "the assistant never claimed a job"
         os.kill(first_pid, signal.SIGKILL)  # a llama.cpp abort, as far as the OS is concerned
-        runner.join(60)
-        hooks.close()
+        runner.join(60)  # station.stop() closed the busy flag and the spool writer
         # the assistant restarts and every NG part gets its answer (done; or failed after two deaths; never lost)
         def answered(msgs) -> bool:
             got = {x.json.get("trigger_id") for x in msgs if x.topic.endswith("/explanation") and x.json.get("status") in ("done", "failed", "skipped")}

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from edge.lane.notify import Notifier, Watchdog, attach_to_lane, watchdog_period_s
+from edge.lane.notify import Notifier, Watchdog, watchdog_period_s
 
 
 @pytest.mark.parametrize("backend", ["socket", "sdnotify"])
@@ -70,7 +70,7 @@ def test_watchdog_pings_at_most_every_half_period(deploy_notify_socket) -> None:
 
 
 class _FakeLane:
-    """Just the hooks attach_to_lane uses (the real lane is exercised in test_deploy_run_notify)."""
+    """Just what the station's watchdog step uses (the real lane is exercised in test_deploy_run_notify)."""
 
     def __init__(self) -> None:
         self.listeners = []
@@ -80,12 +80,17 @@ class _FakeLane:
     def add_busy_listener(self, callback) -> None:
         self.listeners.append(callback)
 
+    def healthy(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
 
 def test_heartbeat_pings_while_idle_and_stops_when_a_frame_hangs(deploy_notify_socket, monkeypatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "300000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     lane = _FakeLane()
-    watchdog = attach_to_lane(lane, Notifier(deploy_notify_socket.path, backend="socket"))
+    watchdog = Watchdog(Notifier(deploy_notify_socket.path, backend="socket"))  # as Station's "ready" step wires it
+    lane.add_busy_listener(watchdog.on_busy)
+    watchdog.start_heartbeat(lane.healthy)
     try:
         assert deploy_notify_socket.wait_for("WATCHDOG=1", timeout=3, count=3), "idle lane must keep the watchdog fed"
         lane.listeners[0](True)  # a frame enters inspection ... and never leaves

@@ -7,7 +7,7 @@ import shutil
 import yaml
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
+from edge.station import build_lane
 from tests.fixtures.expert import write_recipe
 
 

@@ -6,7 +6,7 @@ import shutil
 import time
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
+from edge.station import build_lane
 from tests.fixtures.expert import synthetic_frames, write_recipe
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
+from edge.station import build_lane
 from edge.types import Frame
 from tests.fixtures.expert import synthetic_frames, write_recipe
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
+from edge.station import build_lane
 from edge.mqtt.auth import MqttCredentialsError, read_password
 from edge.mqtt.commands import CommandDispatcher, CommandListener, lane_commands
 from tests.fixtures.expert import write_recipe

@@ -7,7 +7,7 @@ import time
 
 from edge.config import load_recipe
 from edge.lane.watch import RecipeWatcher
-from edge.lane.build import build_lane
+from edge.station import build_lane
 from tests.fixtures.expert import write_recipe
 
 

@@ -9,8 +9,8 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
-from edge.mqtt.commands import CommandDispatcher, GenerateCommand, TokenBucket, attach_commands, lane_commands
+from edge.station import Station, StationOptions
+from edge.mqtt.commands import CommandDispatcher, GenerateCommand, TokenBucket, lane_commands
 from tests.fixtures.expert import write_recipe
 
 ROOT = "iad/testline/st1"
@@ -99,8 +99,10 @@ def test_lane_keeps_deciding_while_commands_and_garbage_flood_in(
     shutil.copy(tiny_bank_path, tmp_path / "bank.npz")
     recipe = load_recipe(write_recipe(tmp_path, tiny_expert_dir))
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
-    lane = build_lane(recipe, mqtt_host=mosquitto_broker.host, mqtt_port=mosquitto_broker.port, status_interval_s=0.5)
-    listener = attach_commands(lane, rate_per_s=5, burst=5)  # what `iad-edge run` does
+    station = Station(recipe, StationOptions(mqtt_host=mosquitto_broker.host, mqtt_port=mosquitto_broker.port,
+                                             status_interval_s=0.5, commands=True, command_rate_per_s=5,
+                                             command_burst=5)).build()  # what `iad-edge run` does
+    lane, listener = station.lane, station.commands
     dispatcher = listener.dispatcher
     assert listener.connected.wait(10) and lane.link.wait_connected(10)
     attacker = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
@@ -115,7 +117,7 @@ def test_lane_keeps_deciding_while_commands_and_garbage_flood_in(
         time.sleep(1.2)  # the bucket refills: the command path works again after the flood
         attacker.publish(f"{ROOT}/cmd/ping", b'{"request_id": "after-flood"}', qos=1).wait_for_publish(5)
     finally:
-        lane.stop()
+        lane.stop()  # the command listener keeps answering until station.stop() below
         attacker.loop_stop()
         attacker.disconnect()
     assert plc.wait_for(lambda m: len([x for x in m if x.topic.endswith("/result") and not "/cmd/" in x.topic]) == 8)
@@ -127,4 +129,4 @@ def test_lane_keeps_deciding_while_commands_and_garbage_flood_in(
     assert [r["status"] for r in replies if r["request_id"] == "after-flood"] == ["ok"]
     total = sum(dispatcher.counters[k] for k in ("accepted", "rejected", "rate_limited", "errors"))
     assert total >= 250, dispatcher.counters  # QoS 0 loopback: (nearly) all arrived and were handled
-    listener.stop()
+    station.stop()

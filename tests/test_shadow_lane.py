@@ -7,8 +7,7 @@ import shutil
 import yaml
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
-from edge.lane.shadow import attach_shadow
+from edge.station import Station, StationOptions
 from tests.fixtures.expert import write_recipe
 
 FRAMES = 12
@@ -20,14 +19,18 @@ def _run(tmp_path, expert_dir, bank, broker, recorder, candidate_overrides, live
     candidate_path = write_recipe(tmp_path, expert_dir, {**(live_overrides or {}), **candidate_overrides}, name="candidate.yaml")
     recipe = load_recipe(live_path)
     plc = recorder(broker, f"{recipe.topic_root}/#")
-    lane = build_lane(recipe, mqtt_host=broker.host, mqtt_port=broker.port, status_interval_s=0.1)
-    assert lane.link.wait_connected(10)
     live = []
-    lane.add_observer(lambda frame, result, decision: live.append((frame.trigger_id, result.verdict)))
-    shadow = attach_shadow(lane, candidate_path)
-    lane.run(max_frames=FRAMES)
-    shadow.close()
-    return plc, shadow, live, recipe
+    station = Station(recipe, StationOptions(
+        mqtt_host=broker.host, mqtt_port=broker.port, status_interval_s=0.1, shadow=candidate_path,
+        observers=(lambda frame, result, decision: live.append((frame.trigger_id, result.verdict)),)))
+    station.build()
+    try:
+        assert station.link.wait_connected(10)
+        station.start(FRAMES)
+        assert station.wait(60)
+    finally:
+        station.stop()  # closes the shadow evaluator after the lane's last frame
+    return plc, station.shadow, live, recipe
 
 
 def test_shadow_counts_changed_verdicts_without_publishing_them(
@@ -78,10 +81,8 @@ def test_shadow_bad_candidate_is_refused_before_the_line_starts(tmp_path, tiny_e
     data = yaml.safe_load((tmp_path / "live.yaml").read_text())
     data["thresholds"]["pixle"] = 0.2
     bad.write_text(yaml.safe_dump(data, sort_keys=False))
-    lane = build_lane(recipe, mqtt_enabled=False)
-    try:
-        with pytest.raises(RecipeError) as info:
-            attach_shadow(lane, bad)
-        assert "unknown key 'pixle' — did you mean 'pixel'?" in str(info.value)
-    finally:
-        lane.stop()
+    station = Station(recipe, StationOptions(mqtt_enabled=False, shadow=bad))
+    with pytest.raises(RecipeError) as info:
+        station.build()
+    assert "unknown key 'pixle' — did you mean 'pixel'?" in str(info.value)
+    assert station.lane is not None and station.lane._closed, "what was built before the shadow step is undone"

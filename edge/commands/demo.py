@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import shutil
 import subprocess
@@ -29,13 +30,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
+import paho.mqtt.client as mqtt
 
+from edge.bank import build_bank
 from edge.config import load_recipe
+from edge.devtools.broker import BrokerError, MosquittoBroker, find_mosquitto
 from edge.errors import IadError
+from edge.expert import load_expert
 from edge.expert.manifest import MANIFEST_NAME
+from edge.lane.console import DecisionPrinter, stop_on_signals
+from edge.mqtt.topics import Topics
+from edge.overlay import render_overlay
+from edge.sources.synthetic import SyntheticPartRenderer
+from edge.station import Station, StationOptions
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +114,6 @@ def ensure_bank(recipe: Any, rebuild: bool = False) -> Path:
     path = Path(recipe.bank.path)
     if path.exists() and not rebuild:
         return path
-    from edge.bank import build_bank
-    from edge.expert import load_expert
-    from edge.sources.synthetic import SyntheticPartRenderer
-
     src = recipe.source
     renderer = SyntheticPartRenderer(src.width, src.height, src.channels, src.seed, 0.0, src.defect_types)
     print(f"[demo] calibrating the memory bank on {BANK_GOOD_FRAMES} synthetic good parts -> {path}", flush=True)
@@ -144,31 +150,45 @@ def ensure_gguf(recipe: Any) -> bool:
     return True
 
 
-class _Explanations:
-    """Subscriber on ``explanation``: prints each grounded explanation as it arrives."""
+class _Subscriber:
+    """One MQTT v5 subscription on a background thread, handing each JSON body to ``on_body`` (the demo's PLC/reader)."""
 
-    def __init__(self, host: str, port: int, topic: str):
-        import paho.mqtt.client as mqtt
-
-        self.answered: set[int] = set()
-        self._lock = threading.Lock()
+    def __init__(self, host: str, port: int, topic: str, client_id: str, on_body: Callable[[Any], None]):
         ready = threading.Event()
-        self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="iad-demo-qe",
+        self._on_body = on_body
+        self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=mqtt.MQTTv5)
         self._client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda *a: ready.set()
-        self._client.on_message = self._on_message
+        self._client.on_message = lambda c, u, msg: self._message(msg.payload)
         self._client.connect(host, port, keepalive=10)
         self._client.loop_start()
         ready.wait(5)
 
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        import json
-
+    def _message(self, payload: bytes) -> None:
         try:
-            body = json.loads(msg.payload)
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        self._on_body(body)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class _Explanations:
+    """Subscriber on ``explanation``: prints each grounded explanation as it arrives."""
+
+    def __init__(self, host: str, port: int, topic: str):
+        self.answered: set[int] = set()
+        self._lock = threading.Lock()
+        self._sub = _Subscriber(host, port, topic, "iad-demo-qe", self._on_body)
+
+    def _on_body(self, body: Any) -> None:
+        try:
             trigger = int(body["trigger_id"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return
         with self._lock:
             self.answered.add(trigger)
@@ -193,49 +213,30 @@ class _Explanations:
             return triggers - self.answered
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._sub.close()
 
 
 class _Plc:
     """A subscriber standing in for the PLC: counts decisions received and their trigger->arrival latency."""
 
     def __init__(self, host: str, port: int, topic: str):
-        import paho.mqtt.client as mqtt
-
         self.received: list[tuple[int, float]] = []
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="iad-demo-plc",
-                                   protocol=mqtt.MQTTv5)
-        self._client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self._client.on_subscribe = lambda *a: self._ready.set()
-        self._client.on_message = self._on_message
-        self._client.connect(host, port, keepalive=10)
-        self._client.loop_start()
-        self._ready.wait(5)
+        self._sub = _Subscriber(host, port, topic, "iad-demo-plc", self._on_body)
 
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        import json
-
+    def _on_body(self, body: Any) -> None:
         try:
-            body = json.loads(msg.payload)
-            with self._lock:
-                self.received.append((int(body["trigger_id"]), (time.time() - float(body["trigger_time"])) * 1000.0))
-        except (ValueError, KeyError, TypeError):
-            with self._lock:
-                self.received.append((-1, 0.0))
+            entry = (int(body["trigger_id"]), (time.time() - float(body["trigger_time"])) * 1000.0)
+        except (KeyError, TypeError, ValueError):
+            entry = (-1, 0.0)
+        with self._lock:
+            self.received.append(entry)
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._sub.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.devtools.broker import BrokerError, MosquittoBroker, find_mosquitto
-    from edge.lane.build import build_lane
-    from edge.lane.console import DecisionPrinter, stop_on_signals
-
     if args.frames < 1:
         raise IadError(f"--frames must be at least 1 (got {args.frames})")
     recipe = load_recipe(args.recipe)
@@ -267,42 +268,40 @@ def run(args: argparse.Namespace) -> int:
     plc: Optional[_Plc] = None
     explanations: Optional[_Explanations] = None
     ng_triggers: set[int] = set()
-    lane = None
-    assistant_hooks = assistant = None
+    printer = DecisionPrinter()
+    station = Station(recipe, StationOptions(
+        mqtt_host=host, mqtt_port=port, mqtt_enabled=use_mqtt, recipe_path=args.recipe,
+        assistant_hooks=with_assistant, supervise_assistant=with_assistant, assistant_log=out_dir / "assistant.log",
+        observers=(printer, _overlay_writer(out_dir, recipe.thresholds.pixel),
+                   lambda frame, result, decision: ng_triggers.add(decision.trigger_id)
+                   if decision.verdict == "NG" and result is not None and result.regions else None),
+    ))
     try:
-        lane = build_lane(recipe, mqtt_host=host, mqtt_port=port, mqtt_enabled=use_mqtt)
-        if with_assistant:  # the assistant lane runs as a supervised child process
-            from edge.assistant.lane_hooks import attach_assistant
-            from edge.assistant.supervisor import AssistantSupervisor
-
-            assistant_hooks = attach_assistant(lane, recipe)
-            extra = ["--mqtt-host", host, "--mqtt-port", str(port)] if use_mqtt else ["--no-mqtt"]
-            assistant = AssistantSupervisor(args.recipe, extra, log_path=out_dir / "assistant.log").start()
+        station.build()
+        if station.assistant is not None:
             print(f"[demo] assistant lane started as a child process (log: {out_dir}/assistant.log)", flush=True)
-        printer = DecisionPrinter()
-        lane.add_observer(printer)
-        lane.add_observer(_overlay_writer(out_dir, recipe.thresholds.pixel))
-        if lane.link is not None:
-            if not lane.link.wait_connected(5):
-                print(f"[demo] broker {host}:{port} not reachable ({lane.link.last_error}); deciding anyway, "
+        link = station.link
+        if link is not None:
+            if not link.wait_connected(5):
+                print(f"[demo] broker {host}:{port} not reachable ({link.last_error}); deciding anyway, "
                       "results wait in the outbox", flush=True)
             else:
-                plc = _Plc(host, port, f"{recipe.topic_root}/decision")
-                print(f"[demo] a subscriber plays the PLC on {recipe.topic_root}/decision", flush=True)
-                if assistant is not None:
-                    explanations = _Explanations(host, port, f"{recipe.topic_root}/explanation")
+                topics = Topics(recipe.topic_root)
+                plc = _Plc(host, port, topics.decision)
+                print(f"[demo] a subscriber plays the PLC on {topics.decision}", flush=True)
+                if station.assistant is not None:
+                    explanations = _Explanations(host, port, topics.explanation)
                     print("[demo] explanations come from a tiny RANDOM language model: its words are noise, but "
                           "defect location and bbox are always the region's own", flush=True)
-        lane.add_observer(lambda frame, result, decision: ng_triggers.add(decision.trigger_id)
-                          if decision.verdict == "NG" and result is not None and result.regions else None)
         print(f"[demo] inspecting {args.frames} synthetic parts (window {recipe.decision.window_ms} ms, "
               f"fail-safe {recipe.decision.fail_safe}); overlays -> {out_dir}/", flush=True)
         with stop_on_signals() as stop:
-            lane.start(args.frames)
-            while not lane.wait(0.2):
+            station.start(args.frames)
+            while not station.wait(0.2):
                 if stop.is_set():
                     break
-            lane.stop(drain_timeout_s=5)
+            assert station.lane is not None
+            station.lane.stop(drain_timeout_s=5)  # every decision out; the assistant keeps running for the explanations
             if explanations is not None and ng_triggers and not stop.is_set():
                 print(f"[demo] waiting up to {args.explain_wait:.0f} s for the explanations of {len(ng_triggers)} NG part(s) ...",
                       flush=True)
@@ -310,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[demo] explanations received for {len(ng_triggers) - len(missing)}/{len(ng_triggers)} NG parts"
                       + (f" (still queued: {sorted(missing)}; the assistant takes them on its next start)" if missing else ""),
                       flush=True)
-        counters = lane.counters.snapshot()
+        counters = station.lane.counters.snapshot()
         print("\n[demo] summary")
         print(printer.summary(counters))
         if plc is not None:
@@ -322,12 +321,7 @@ def run(args: argparse.Namespace) -> int:
         if recipe.archive.enabled:
             print(f"NG parts archived under {recipe.archive.path}/ ; overlays in {out_dir}/")
     finally:
-        if lane is not None:
-            lane.stop(drain_timeout_s=2)
-        if assistant_hooks is not None:
-            assistant_hooks.close()
-        if assistant is not None:
-            assistant.stop()
+        station.stop(drain_timeout_s=2)
         if plc is not None:
             plc.close()
         if explanations is not None:
@@ -339,8 +333,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _overlay_writer(out_dir: Path, pixel_threshold: float):
     """Lane observer that writes ``<trigger>_<verdict>.png`` overlays (post thread, off the hot path)."""
-    from edge.overlay import render_overlay
-
     def write(frame: Any, result: Any, decision: Any) -> None:
         if result is None or not getattr(frame.image, "size", 0):
             return

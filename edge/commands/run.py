@@ -16,7 +16,9 @@ import threading
 from pathlib import Path
 
 from edge.config import load_recipe
-from edge.config.run_hooks import add_run_options, start_run_hooks
+from edge.lane.console import DecisionPrinter, stop_on_signals
+from edge.security import preflight
+from edge.station import Station, StationOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
                         help="At shutdown, wait up to S seconds for the broker to acknowledge queued results (default 10).")
     parser.add_argument("--quiet", action="store_true", help="No line per decision (summary only).")
-    add_run_options(parser)  # --shadow, --no-watch, --watch-interval (edge/config/run_hooks.py)
+    parser.add_argument("--shadow", type=Path, metavar="CANDIDATE.yaml",
+                        help="Also judge every frame with a candidate recipe, without publishing its decisions; "
+                             "report how many verdicts would change (status extras.shadow, log, summary at exit).")
+    parser.add_argument("--no-watch", action="store_true",
+                        help="Do not reload the recipe when its file changes (live reload is on by default).")
+    parser.add_argument("--watch-interval", type=float, default=0.5, metavar="S",
+                        help="Seconds between checks of the recipe file for live reload (default 0.5).")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.lane.console import stop_on_signals
-
     if args.max_frames is not None and args.max_frames < 0:
         print("iad-edge run: error: --max-frames must be 0 or more", file=sys.stderr)
         return 2
@@ -54,59 +60,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, stop: threading.Event) -> int:
-    from edge.lane.build import build_lane
-    from edge.lane.console import DecisionPrinter
-    from edge.lane.notify import Notifier, attach_to_lane
-
-    from edge.mqtt.commands import attach_commands
-    from edge.security import preflight
-
     recipe = load_recipe(args.recipe)
     preflight(recipe)  # paths inside the allowed roots, artifacts match their manifests
-    lane = build_lane(recipe, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
-                      mqtt_enabled=False if args.no_mqtt else None, bank_path=args.bank)
     printer = DecisionPrinter(quiet=args.quiet)
-    lane.add_observer(printer)
-    assistant_hooks = commands = None
+    station = Station(recipe, StationOptions(
+        mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, mqtt_enabled=False if args.no_mqtt else None,
+        bank_path=args.bank, recipe_path=args.recipe, watch=not args.no_watch, watch_interval_s=args.watch_interval,
+        shadow=args.shadow, commands=True, notify=True, observers=(printer,), drain_timeout_s=args.drain_timeout,
+    ))
+    station.build()  # everything but the frame flow; a bad --shadow candidate or TLS file raises here
     try:
-        hooks = start_run_hooks(lane, args.recipe, args)  # live reload + shadow mode
-        commands = attach_commands(lane)  # cmd/+ : validated, rate-limited, answered on cmd/<name>/result
-        if recipe.assistant.enabled:  # busy flag + NG spool for the assistant process (its own systemd unit)
-            from edge.assistant.lane_hooks import attach_assistant
-
-            assistant_hooks = attach_assistant(lane, recipe)
-    except BaseException:
-        lane.stop(drain_timeout_s=0)
-        if commands is not None:
-            commands.stop()
-        raise
-    if lane.link is not None:
-        where = f"{lane.link.host}:{lane.link.port}"
-        if lane.link.wait_connected(args.connect_wait):
-            print(f"MQTT: connected to {where}, topics under {recipe.topic_root}/", file=sys.stderr)
-        else:
-            print(f"MQTT: broker {where} not reachable yet ({lane.link.last_error}); deciding anyway, "
-                  "results wait in the outbox", file=sys.stderr)
-    notifier = Notifier()
-    lane.start(args.max_frames)
-    notifier.ready(f"inspecting {recipe.line}/{recipe.station}")
-    watchdog = attach_to_lane(lane, notifier)  # after READY: systemd ignores (and we never send) pings before it
-    try:
-        while not lane.wait(0.2):
+        link = station.link
+        if link is not None:
+            where = f"{link.host}:{link.port}"
+            if link.wait_connected(args.connect_wait):
+                print(f"MQTT: connected to {where}, topics under {recipe.topic_root}/", file=sys.stderr)
+            else:
+                print(f"MQTT: broker {where} not reachable yet ({link.last_error}); deciding anyway, "
+                      "results wait in the outbox", file=sys.stderr)
+        station.start(args.max_frames)
+        while not station.wait(0.2):
             if stop.is_set():
                 break
     finally:
-        notifier.stopping("finishing in-flight frames")
-        watchdog.stop()
-        lane.stop(drain_timeout_s=args.drain_timeout)
-        hooks.close()
-        if commands is not None:
-            commands.stop()
-        if assistant_hooks is not None:
-            assistant_hooks.close()
-        notifier.close()
-    counters = lane.counters.snapshot()
-    print(printer.summary(counters), file=sys.stderr)
+        station.stop()
+    for line in station.shadow_summary:
+        print(line, file=sys.stderr)
+    lane = station.lane
+    assert lane is not None
+    print(printer.summary(lane.counters.snapshot()), file=sys.stderr)
     if lane.pending_results:
         print(f"{lane.pending_results} result(s) not yet acknowledged stay in {recipe.mqtt.outbox}; "
               "the next run sends them", file=sys.stderr)
@@ -115,4 +97,3 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         print(f"iad-edge run: error: acquisition stopped: {lane.source_error}", file=sys.stderr)
         return 1
     return 0
-

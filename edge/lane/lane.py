@@ -141,6 +141,15 @@ class Lane:
         """Call ``callback(True/False)`` around each inspection (hot path: keep it trivial)."""
         self._busy_listeners.append(callback)
 
+    def attach_link(self, link: MqttLink) -> None:
+        """Use ``link`` for decisions, results and status from now on; :meth:`stop` drains and stops it."""
+        link.topics = self.topics
+        self.link = link
+
+    def healthy(self) -> bool:
+        """True while every thread of a started lane is alive (the systemd watchdog asks this)."""
+        return all(thread.is_alive() for thread in self._threads)
+
     def set_status_field(self, key: str, value: Any) -> None:
         """Publish ``value`` (JSON-serialisable) as ``status.extras.<key>`` from the next status on."""
         with self._extras_lock:

@@ -233,21 +233,3 @@ class Watchdog:
         if self._thread is not None:
             self._thread.join(2)
             self._thread = None
-
-
-def lane_is_healthy(lane: object) -> bool:
-    """True while every thread of a started :class:`~edge.lane.lane.Lane` is alive."""
-    threads = getattr(lane, "_threads", None) or []
-    return all(t.is_alive() for t in threads)
-
-
-def attach_to_lane(lane: object, notifier: Optional[Notifier] = None) -> Watchdog:
-    """Feed a :class:`Watchdog` from ``lane`` (busy listener + heartbeat); returns it (call ``stop()`` at shutdown).
-
-    Call after ``lane.start()`` so the health check sees the lane's threads.
-    """
-    watchdog = Watchdog(notifier or Notifier())
-    if watchdog.enabled:
-        lane.add_busy_listener(watchdog.on_busy)  # type: ignore[attr-defined]
-        watchdog.start_heartbeat(lambda: lane_is_healthy(lane))
-    return watchdog

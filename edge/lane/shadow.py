@@ -237,13 +237,3 @@ class ShadowEvaluator:
             lines.append(f"  trigger {e['trigger_id']}: {e['live']} -> {e['candidate']} (score {e['score']}; "
                          f"candidate: {e['candidate_reason']}; live: {e['live_reason']})")
         return lines
-
-
-def attach_shadow(lane: Any, candidate_path: Union[str, Path]) -> ShadowEvaluator:
-    """Load the candidate (a RecipeError stops `run` before the line starts) and observe ``lane`` with it."""
-    candidate = load_recipe(candidate_path, check_files=True)
-    evaluator = ShadowEvaluator(candidate, lane.inspector, lane.set_status_field)
-    if not same_computation(lane.recipe, candidate):
-        evaluator.prepare()  # load the candidate's bank/model now: a bad one stops `run` before the line starts
-    lane.add_observer(evaluator.observe)
-    return evaluator

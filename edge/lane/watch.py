@@ -202,12 +202,3 @@ class RecipeWatcher:
         self.set_status("recipe_error", message)
         log.error("recipe edit NOT applied, the last good recipe keeps running:\n%s", message)
         return "invalid"
-
-
-def attach_watcher(lane: Any, recipe_path: Union[str, Path], interval_s: float = 0.5) -> RecipeWatcher:
-    """Watch ``recipe_path`` for ``lane`` (``lane.apply_recipe``, ``lane.set_status_field``) and start polling.
-
-    A cleared field is published as ``null`` (``status.extras.recipe_error: null``).
-    """
-    watcher = RecipeWatcher(recipe_path, lane.apply_recipe, lane.set_status_field, current=lane.recipe, interval_s=interval_s)
-    return watcher.start()

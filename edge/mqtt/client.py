@@ -66,6 +66,7 @@ class MqttLink:
         backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S,
         max_inflight_results: int = 20,
         status_interval_s: float = 5.0,
+        identity: Optional[dict[str, Any]] = None,
     ):
         self.cfg = cfg
         self.topics = topics
@@ -77,6 +78,7 @@ class MqttLink:
         self.backoff_s = backoff_s
         self.max_inflight_results = max_inflight_results
         self.status_interval_s = status_interval_s
+        self.identity = dict(identity or {})  # e.g. session, line, station: in every status, the will too
         self.reconnects = 0
         self.connects = 0
         self.results_acked = 0
@@ -167,11 +169,18 @@ class MqttLink:
             client.disconnect()
         self._link_down.set()
         self._supervisor.join(5)
+        self._client = None  # dropping the last client frees its socket pair (paho closes it on release)
 
     # ---------------------------------------------------------------- internals
     def _status_payload(self, state: str) -> bytes:
-        body = {"state": state, "time": round(time.time(), 3), "client_id": self.client_id}
-        if state != "offline":
+        now = round(time.time(), 3)
+        body: dict[str, Any] = {"state": state, "client_id": self.client_id, **self.identity}
+        if state == "offline":
+            # The will: the broker publishes it later, when the link vanishes, so the moment is unknown
+            # here; say when this connection (and its will) began instead of a misleading `time`.
+            body["connected_since"] = now
+        else:
+            body["time"] = now
             body.update(self.status_provider())
             body.setdefault("mqtt", {}).update(
                 {"reconnects": self.reconnects, "outbox_pending": self.outbox.count(), "last_error": self.last_error}

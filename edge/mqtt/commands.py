@@ -256,7 +256,7 @@ class CommandListener:
         self.client.reconnect_delay_set(0.2, 5.0)
         apply_auth(self.client, cfg)
         self.keepalive = cfg.keepalive_s
-        dispatcher.publish = lambda topic, payload: self.client.publish(topic, payload, qos=1, retain=False)
+        dispatcher.publish = self._publish
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_subscribe = lambda *a: self.connected.set()  # after SUBACK: no command is missed
@@ -269,25 +269,17 @@ class CommandListener:
             return
         client.subscribe(self.dispatcher.subscription, qos=1)
 
+    def _publish(self, topic: str, payload: bytes) -> Any:
+        client = self.client
+        return None if client is None else client.publish(topic, payload, qos=1, retain=False)
+
     def start(self) -> "CommandListener":
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         return self
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def attach_commands(lane: Any, rate_per_s: float = 2.0, burst: int = 5) -> Optional[CommandListener]:
-    """Serve ``cmd/+`` for a built lane (``ping``, ``status``); None when the lane has no MQTT link.
-
-    In ``iad-edge run``: ``commands = attach_commands(lane)`` after ``build_lane``,
-    ``commands.stop()`` after ``lane.stop()`` (when not None).
-    """
-    link = getattr(lane, "link", None)
-    if link is None:
-        return None
-    dispatcher = lane_commands(CommandDispatcher(lane.recipe.topic_root, publish=lambda topic, payload: None,
-                                                 rate_per_s=rate_per_s, burst=burst), lane)
-    return CommandListener(lane.recipe.mqtt, dispatcher, f"{link.client_id}-cmd", host=link.host, port=link.port).start()
+        client, self.client = self.client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()  # dropping the client frees its socket pair (paho closes it on release)

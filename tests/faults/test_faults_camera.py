@@ -13,8 +13,8 @@ import threading
 import time
 
 from edge.config import load_recipe
-from edge.lane.build import build_lane
-from edge.lane.notify import Notifier, attach_to_lane
+from edge.lane.notify import Notifier
+from edge.station import Station, StationOptions
 from tests.faults.harness import decisions, observe, statuses, wait_until
 from tests.fixtures.expert import synthetic_frames, write_recipe
 
@@ -41,13 +41,16 @@ class _Camera:
         self.closed.set()
 
 
-def _lane(tmp_path, expert_dir, bank, broker, source, **recipe_overrides):
+def _station(tmp_path, expert_dir, bank, broker, source, notify_socket, **recipe_overrides):
+    """A built station (frames not flowing yet) with the systemd notifier on the test's socket."""
     shutil.copy(bank, tmp_path / "bank.npz")
     recipe = load_recipe(write_recipe(tmp_path, expert_dir, {"source": {"rate_hz": 10.0},
                                                              "assistant": {"spool": "assistant-spool"}, **recipe_overrides}))
-    lane = build_lane(recipe, mqtt_host=broker.host, mqtt_port=broker.port, source=source, status_interval_s=0.3)
-    assert lane.link.wait_connected(10), lane.link.last_error
-    return lane
+    station = Station(recipe, StationOptions(mqtt_host=broker.host, mqtt_port=broker.port, source=source,
+                                             status_interval_s=0.3, notifier=Notifier(notify_socket.path, backend="socket")))
+    station.build()
+    assert station.link.wait_connected(10), station.link.last_error
+    return station
 
 
 def test_camera_raising(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder, fault_table,
@@ -56,9 +59,10 @@ def test_camera_raising(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
     camera = _Camera(synthetic_frames(6), "raise")
-    lane = _lane(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera)
-    lane.start()
-    watchdog = attach_to_lane(lane, Notifier(deploy_notify_socket.path, backend="socket"))
+    station = _station(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera, deploy_notify_socket)
+    lane = station.lane
+    station.start()
+    watchdog = station.watchdog
     try:
         assert lane.wait(60)
         assert wait_until(lambda: any((s.get("extras") or {}).get("source_error") for s in statuses(plc)), 5)
@@ -66,8 +70,7 @@ def test_camera_raising(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
         time.sleep(0.8)
         pings_after = deploy_notify_socket.messages(0.1).count("WATCHDOG=1")
     finally:
-        watchdog.stop()
-        lane.stop()
+        station.stop()
     row = observe(plc, "camera driver raises (device lost) after 6 frames", 6,
                   status=[s for s in statuses(plc) if (s.get("extras") or {}).get("source_error")][-1],
                   note="acquisition ends; the lane records source_error, so `iad-edge run` exits 1 and "
@@ -85,9 +88,10 @@ def test_camera_hanging(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
     camera = _Camera(synthetic_frames(5), "hang")
-    lane = _lane(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera)
-    lane.start()
-    watchdog = attach_to_lane(lane, Notifier(deploy_notify_socket.path, backend="socket"))
+    station = _station(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera, deploy_notify_socket)
+    lane = station.lane
+    station.start()
+    watchdog = station.watchdog
     try:
         assert wait_until(lambda: len(decisions(plc)) == 5, 60)
         before = deploy_notify_socket.messages(0.1).count("WATCHDOG=1")
@@ -95,9 +99,8 @@ def test_camera_hanging(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
         after = deploy_notify_socket.messages(0.1).count("WATCHDOG=1")
         status = statuses(plc)[-1]
     finally:
-        watchdog.stop()
         t0 = time.monotonic()
-        lane.stop()
+        station.stop()
         stop_s = time.monotonic() - t0
     row = observe(plc, "camera fetch hangs after 5 frames", 5, status=status,
                   note="no trigger, no decision (the PLC sees no part either); the idle frame loop keeps the watchdog "
@@ -117,7 +120,8 @@ def test_expert_hangs_mid_frame_watchdog_stops_and_the_line_gets_fail_safe(
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
     camera = _Camera(synthetic_frames(14), "hang")
-    lane = _lane(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera)
+    station = _station(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera, deploy_notify_socket)
+    lane = station.lane
     release = threading.Event()
     real_inspect = lane.inspector.inspect
     calls = {"n": 0}
@@ -129,8 +133,8 @@ def test_expert_hangs_mid_frame_watchdog_stops_and_the_line_gets_fail_safe(
         return real_inspect(image)
 
     lane.inspector.inspect = inspect
-    lane.start()
-    watchdog = attach_to_lane(lane, Notifier(deploy_notify_socket.path, backend="socket"))
+    station.start()
+    watchdog = station.watchdog
     try:
         assert wait_until(lambda: calls["n"] >= 4, 60)
         time.sleep(0.8)  # > period: stalled
@@ -140,8 +144,7 @@ def test_expert_hangs_mid_frame_watchdog_stops_and_the_line_gets_fail_safe(
         was_stalled = watchdog.stalled()
         assert wait_until(lambda: len(decisions(plc)) >= 9, 60)
     finally:
-        watchdog.stop()
-        lane.stop()
+        station.stop()
     row = observe(plc, "expert hangs 3 s on one frame (WatchdogSec 0.6 s)", 14,
                   note="pings stop while the frame is stuck: systemd would abort and restart the lane; the stuck frame "
                        "and those queued behind it pass their window: fail-safe, not published (counted late), the PLC "
