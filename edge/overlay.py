@@ -114,9 +114,12 @@ def render_overlay(
     if verdict is not None:
         parts.append((verdict, NG_COLOUR if verdict == "NG" else OK_COLOUR))
     if score is not None:
-        text = f"score {score:.4f}"
+        digits = 4
+        while image_threshold is not None and digits < 6 and f"{score:.{digits}f}" == f"{image_threshold:.{digits}f}":
+            digits += 1  # show the digit where score and threshold differ
+        text = f"score {score:.{digits}f}"
         if image_threshold is not None:
-            text += f" {'>=' if score >= image_threshold else '<'} threshold {image_threshold:.4f}"
+            text += f" {'>=' if score >= image_threshold else '<'} threshold {image_threshold:.{digits}f}"
         parts.append((text, TEXT_COLOUR))
     if not parts:
         return out

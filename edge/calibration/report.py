@@ -106,7 +106,7 @@ def write_report(folder: Path, recipe_path: Path, proposal: Proposal, good: list
         verdict = "NG" if item.sample.name in proposal.false_rejects else "OK"
         overlay = render_overlay(item.sample.image, item.anomaly_map, [], proposal.pixel, verdict=verdict,
                                  score=item.score, image_threshold=proposal.image_score,
-                                 title=f"#{rank} {item.sample.name}")
+                                 title=f"#{rank} {item.sample.name}", max_side=900)
         if not cv2.imwrite(str(folder / name), overlay):
             raise OSError(f"could not write {folder / name}")
         lines.append(f"{rank}. `{item.sample.name}`: score {item.score:.4f}, map max {float(item.anomaly_map.max()):.4f}  ")

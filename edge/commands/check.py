@@ -9,11 +9,15 @@ appliance (its retained MQTT status) or another recipe file.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from edge.aspect import aspect_warning, inspected_size
+from edge.bank_fit import compare, describe, frame_limit
 from edge.config import Recipe, RecipeError, load_recipe
 from edge.config.diff import diff_effective
+from edge.errors import IadError
 from edge.mqtt.remote import applied_recipe, parse_host_port, read_status
 
 
@@ -57,11 +61,58 @@ def summary(recipe: Recipe) -> list[str]:
     return lines
 
 
+def _manifest_sha256(recipe: Recipe) -> str:
+    """sha256 of the expert model as its manifest.json records it ('' when unknown); no model is loaded."""
+    model = getattr(recipe.expert, "model", None) or getattr(recipe.expert, "engine", None)
+    try:
+        files = json.loads(Path(model).with_name("manifest.json").read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return ""
+    for entry in files.values():
+        if isinstance(entry, dict) and "sha256" in entry:
+            return str(entry["sha256"])
+    return ""
+
+
+def bank_report(recipe: Recipe) -> tuple[list[str], list[str], list[str]]:
+    """(summary lines, warnings, errors) about the bank: what it was built for and whether it fits this recipe."""
+    from edge.bank import Bank  # numpy only; no model is loaded
+
+    path = Path(recipe.bank.path)
+    if not path.is_file():
+        return [], [f"bank.path {path} does not exist yet: run `iad-edge calibrate {recipe.source_path} --good DIR`"], []
+    try:
+        bank = Bank.load(path)
+    except IadError as exc:
+        return [], [], [str(exc)]
+    fit = compare(bank.meta, recipe, _manifest_sha256(recipe))
+    lines = [f"bank built for: {describe(bank.meta)}"]
+    limit, why = frame_limit(recipe, bank.meta)
+    lines.append(f"frame guard: frames above {limit:.1f} MP are refused ({why.split(';')[0]})")
+    return lines, fit.warnings, [f"{path}: {e}" for e in fit.errors]
+
+
+def _aspect(recipe: Recipe) -> list[str]:
+    size = inspected_size(recipe)
+    if size is None and Path(recipe.bank.path).is_file():
+        from edge.bank import Bank
+
+        try:
+            hi = Bank.load(recipe.bank.path).meta.get("frame_max")
+        except IadError:
+            hi = None
+        size = tuple(hi) if hi else None
+    warning = aspect_warning(size[0], size[1], recipe.tiling, "ROI" if recipe.roi else "frames") if size else None
+    return [warning] if warning else []
+
+
 def warnings(recipe: Recipe) -> list[str]:
     """Things that do not stop the recipe from loading but will matter at run time."""
-    out = []
-    if not Path(recipe.bank.path).is_file():
-        out.append(f"warning: bank.path {recipe.bank.path} does not exist yet: run `iad-edge calibrate {recipe.source_path} --good DIR`")
+    out = [f"warning: {line}" for line in _aspect(recipe)]
+    if recipe.source.type == "folder" and getattr(recipe.source, "rate_hz", None) is None:
+        out.append("note: source.type folder replays files, it is not a camera: without source.rate_hz frames are "
+                   "pulled as fast as the lane takes them and the decision window starts when a file is read; set "
+                   "source.rate_hz to pace them like the line's trigger")
     source = recipe.source_path
     if source is not None:
         generated = source.with_name(f"{source.stem}.generated.yaml")
@@ -107,10 +158,16 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in {args.recipe}", file=sys.stderr)
         return 1
+    bank_lines, bank_warnings, bank_errors = bank_report(recipe) if not args.no_files else ([], [], [])
+    if bank_errors:
+        for problem in bank_errors:
+            print(problem, file=sys.stderr)
+        print(f"{len(bank_errors)} problem(s) with the bank of {args.recipe}: the appliance would refuse it", file=sys.stderr)
+        return 1
     print(f"OK {args.recipe}")
-    for line in summary(recipe):
+    for line in summary(recipe) + bank_lines:
         print(f"  {line}")
-    for line in warnings(recipe):
+    for line in warnings(recipe) + [f"warning: {w}" for w in bank_warnings]:
         print(line)
     if args.against:
         return _against(recipe, args.against, args.timeout)

@@ -199,8 +199,8 @@ def plot_worst(result: EvalResult, path: Path, category_index: int) -> bool:
             if c < len(cases):
                 case = cases[c]
                 ax.imshow(cv2.cvtColor(case.overlay, cv2.COLOR_BGR2RGB))
-                ax.set_title(f"{case.kind}: {case.record.sample.defect_type}/{case.record.sample.path.name}",
-                             fontsize=8)
+                role = "good, high score" if case.kind == "false positive" else "defective, low score"
+                ax.set_title(f"{role}: {case.record.sample.defect_type}/{case.record.sample.path.name}", fontsize=8)
     fig.savefig(path)
     return True
 
