@@ -5,6 +5,7 @@ Kept free of any backend or transport so that every module can import it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -17,7 +18,9 @@ class Frame:
 
     ``trigger_id`` is the producer's frame id (or a counter) and tags every
     message about this part; ``trigger_time`` is the wall-clock time (epoch
-    seconds) of the trigger, from which the decision window is measured.
+    seconds) of the trigger, published as data; ``trigger_mono`` is the same
+    moment on the monotonic clock, from which the decision window is measured
+    (an NTP step of the wall clock must not move a deadline).
     """
 
     image: np.ndarray
@@ -28,6 +31,7 @@ class Frame:
     ground_truth: Optional[np.ndarray] = None  # bool mask of an injected defect (synthetic source)
     defect_type: Optional[str] = None
     meta: dict[str, Any] = field(default_factory=dict)
+    trigger_mono: float = field(default_factory=time.monotonic)  # time.monotonic() at the trigger
 
 
 @dataclass
@@ -113,20 +117,31 @@ class Decision:
     region_count: int = 0
     delivery: str = "pending"
     timings: dict[str, float] = field(default_factory=dict)
+    trigger_mono: Optional[float] = None  # monotonic clock: what deadlines are measured on
+    decided_mono: Optional[float] = None
+    session: str = ""  # with trigger_id identifies the part (frame ids restart with the lane and the camera)
 
     @property
     def latency_ms(self) -> float:
-        """Trigger to decision, in milliseconds."""
+        """Trigger to decision, in milliseconds (monotonic clock when known)."""
+        if self.trigger_mono is not None and self.decided_mono is not None:
+            return (self.decided_mono - self.trigger_mono) * 1000.0
         return (self.decided_at - self.trigger_time) * 1000.0
 
     @property
     def deadline(self) -> float:
-        """Epoch seconds after which this decision must not reach the PLC."""
+        """Epoch seconds after which this decision must not reach the PLC (published data, not used to decide)."""
         return self.trigger_time + self.window_ms / 1000.0
 
-    def remaining_s(self, now: float) -> float:
-        """Seconds left in the decision window at ``now`` (negative when over)."""
-        return self.deadline - now
+    def remaining_s(self, now_mono: Optional[float] = None) -> float:
+        """Seconds left in the decision window (negative when over), on the monotonic clock.
+
+        Without ``trigger_mono`` (a decision built by hand) the wall clock is used.
+        """
+        if self.trigger_mono is None:
+            return self.deadline - time.time()
+        now = time.monotonic() if now_mono is None else now_mono
+        return self.trigger_mono + self.window_ms / 1000.0 - now
 
 
 class InspectorLike(Protocol):

@@ -17,8 +17,8 @@ def _decision(**kw):
 
 
 def test_json_decision_has_id_verdict_deadline():
-    body = json.loads(decision_payload(_decision()))
-    assert body == {"trigger_id": 42, "verdict": "NG", "reason": "image score 0.569 >= 0.350", "score": 0.56941,
+    body = json.loads(decision_payload(_decision(session="c29c0d90")))
+    assert body == {"session": "c29c0d90", "trigger_id": 42, "verdict": "NG", "reason": "image score 0.569 >= 0.350", "score": 0.56941,
                     "latency_ms": 57.5, "fail_safe": False, "trigger_time": 1000.0, "deadline": 1000.15}
 
 
@@ -26,6 +26,7 @@ def test_plain_decision_line():
     assert decision_payload(_decision(), "plain") == b"42;NG;0.5694;57.5"
     failsafe = _decision(trigger_id=7, score=None, fail_safe=True, decided_at=1000.0004)
     assert decision_payload(failsafe, "plain") == b"7;NG;-1.0000;0.4"
+    assert decision_payload(_decision(session="c29c0d90"), "plain") == b"42;NG;0.5694;57.5;c29c0d90"
 
 
 def test_topics_under_the_root():

@@ -265,7 +265,8 @@ class Lane:
                 except StopIteration:
                     break
                 self.counters.add("frames")
-                enqueued = time.time()
+                frame.meta.setdefault("session", self._stream_session())
+                enqueued = time.monotonic()
                 if self.pull:
                     self._inspect_q.put((frame, enqueued))
                     continue
@@ -281,6 +282,12 @@ class Lane:
             self.set_status_field("source_error", self.source_error)
         finally:
             self._acquire_done.set()
+
+    def _stream_session(self) -> str:
+        """The lane's session, plus ``-rN`` after the N-th camera reconnect (frame ids may restart at 1 then)."""
+        stats = getattr(self.source, "stats", None)
+        reconnects = int(stats.get("reconnects", 0)) if isinstance(stats, dict) else 0
+        return f"{self.session}-r{reconnects}" if reconnects else self.session
 
     # ------------------------------------------------------------------ inspect
     def _apply_pending_recipe(self) -> None:
@@ -338,7 +345,8 @@ class Lane:
                 self._set_busy(False)
 
     def _inspect_one(self, frame: Frame, enqueued: float) -> None:
-        start = time.time()
+        # Deadlines on the monotonic clock (an NTP step must not move them); wall-clock times are only data.
+        start = time.monotonic()
         timings = {"queue_wait": (start - enqueued) * 1000.0}
         if "acquire_ms" in frame.meta:
             timings["acquire"] = float(frame.meta["acquire_ms"])
@@ -347,7 +355,7 @@ class Lane:
             self.counters.add("stage_errors")
             self._decide(frame, None, f"acquisition: {frame.meta['error']}", timings)
             return
-        if start > frame.trigger_time + window_s:
+        if start > frame.trigger_mono + window_s:
             self._decide(frame, None, f"decision window exceeded before inspection (waited {timings['queue_wait']:.0f} ms, "
                                       f"window {self.recipe.decision.window_ms} ms)", timings)
             return
@@ -375,24 +383,28 @@ class Lane:
                 timings: dict[str, float]) -> Decision:
         """Make the one decision for this trigger, publish it (now or never), hand it to the post stage."""
         recipe = self.recipe
-        now = time.time()
+        now_mono, now = time.monotonic(), time.time()
+        elapsed_ms = (now_mono - frame.trigger_mono) * 1000.0
         window_ms = float(recipe.decision.window_ms)
-        if fail_reason is None and result is not None and (now - frame.trigger_time) * 1000.0 > window_ms:
-            fail_reason = (f"decision window exceeded ({(now - frame.trigger_time) * 1000.0:.0f} ms > {window_ms:.0f} ms; "
+        if fail_reason is None and result is not None and elapsed_ms > window_ms:
+            fail_reason = (f"decision window exceeded ({elapsed_ms:.0f} ms > {window_ms:.0f} ms; "
                            f"inspection said {result.verdict})")
         if fail_reason is None and result is not None:
             decision = Decision(frame.trigger_id, result.verdict, result.reason, float(result.score), frame.trigger_time,
-                                now, window_ms, region_count=sum(1 for r in result.regions if r.rejects), timings=timings)
+                                now, window_ms, region_count=sum(1 for r in result.regions if r.rejects), timings=timings,
+                                trigger_mono=frame.trigger_mono, decided_mono=now_mono)
         else:
             decision = Decision(frame.trigger_id, recipe.decision.fail_safe, fail_reason or "no result",
                                 None if result is None else float(result.score), frame.trigger_time, now, window_ms,
-                                fail_safe=True, region_count=0 if result is None else len(result.regions), timings=timings)
+                                fail_safe=True, region_count=0 if result is None else len(result.regions), timings=timings,
+                                trigger_mono=frame.trigger_mono, decided_mono=now_mono)
+        decision.session = str(frame.meta.get("session") or self.session)
         t0 = time.perf_counter()
         if self.link is None:
-            decision.delivery = "local" if decision.remaining_s(time.time()) > 0 else "late"
+            decision.delivery = "local" if decision.remaining_s() > 0 else "late"
         else:
             decision.delivery = self.link.publish_decision(
-                decision_payload(decision, recipe.mqtt.payload_format), decision.remaining_s(time.time()))
+                decision_payload(decision, recipe.mqtt.payload_format), decision.remaining_s())
         timings["publish"] = (time.perf_counter() - t0) * 1000.0
         self.counters.add("decisions")
         self.counters.add("fail_safe" if decision.fail_safe else decision.verdict.lower())

@@ -18,12 +18,14 @@ def _dumps(body: dict[str, Any]) -> bytes:
 
 
 def decision_payload(decision: Decision, fmt: str = "json") -> bytes:
-    """The ``decision`` message: JSON object, or ``trigger_id;verdict;score;latency_ms`` when fmt='plain'."""
+    """The ``decision`` message: JSON object, or ``trigger_id;verdict;score;latency_ms;session`` when fmt='plain'."""
     score = -1.0 if decision.score is None else decision.score
     if fmt == "plain":
-        return f"{decision.trigger_id};{decision.verdict};{score:.4f};{decision.latency_ms:.1f}".encode()
+        text = f"{decision.trigger_id};{decision.verdict};{score:.4f};{decision.latency_ms:.1f}"
+        return (text + (f";{decision.session}" if decision.session else "")).encode()
     return _dumps(
         {
+            "session": decision.session,
             "trigger_id": decision.trigger_id,
             "verdict": decision.verdict,
             "reason": decision.reason,
@@ -51,7 +53,7 @@ def result_body(
     image = frame.image
     shape = list(getattr(image, "shape", ()))
     body: dict[str, Any] = {
-        "session": session,
+        "session": decision.session or session,
         "trigger_id": decision.trigger_id,
         "trigger_time": round(decision.trigger_time, 6),
         "decided_at": round(decision.decided_at, 6),

@@ -238,7 +238,7 @@ class _Acquirer(threading.Thread):
         except TimeoutException:
             self.stats["timeouts"] += 1
             return []
-        now = time.time()
+        now, now_mono = time.time(), time.monotonic()  # wall clock: published; monotonic: the deadline
         frames: list[Frame] = []
         with buffer_ctx as buffer:
             frame_id = int(getattr(buffer, "frame_id", 0) or 0)
@@ -265,9 +265,10 @@ class _Acquirer(threading.Thread):
             meta: dict[str, Any] = {"pixel_format": fmt, "bit_depth": bit_depth(fmt)}
         except BadFrameError as exc:
             image, meta = np.zeros((0, 0), np.uint8), {"error": str(exc), "pixel_format": fmt}
-        meta["acquire_ms"] = (time.time() - now) * 1000.0
+        meta["acquire_ms"] = (time.monotonic() - now_mono) * 1000.0
         self.stats["frames"] += 1
-        frames.append(Frame(image=image, trigger_id=frame_id, trigger_time=now, source="genicam", name=f"frame{frame_id}", meta=meta))
+        frames.append(Frame(image=image, trigger_id=frame_id, trigger_time=now, source="genicam", name=f"frame{frame_id}", meta=meta,
+                            trigger_mono=now_mono))
         return frames
 
     @staticmethod

@@ -168,7 +168,7 @@ class SyntheticSource:
                     time.sleep(delay)
                 next_time += period
             frame = self.renderer.render(index)
-            frame.trigger_time = time.time()
+            frame.trigger_time, frame.trigger_mono = time.time(), time.monotonic()
             yield frame
             index += 1
 
