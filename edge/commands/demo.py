@@ -40,9 +40,10 @@ from edge.config import load_recipe
 from edge.devtools.broker import BrokerError, MosquittoBroker, find_mosquitto
 from edge.errors import IadError
 from edge.expert import load_expert
-from edge.expert.manifest import MANIFEST_NAME
+from edge.files import MANIFEST_NAME
 from edge.lane.console import DecisionPrinter, stop_on_signals
 from edge.mqtt.topics import Topics
+from edge.outputs import DIR_MODE, check_outputs, dir_output
 from edge.overlay import render_overlay
 from edge.sources.synthetic import SyntheticPartRenderer
 from edge.station import Station, StationOptions
@@ -181,7 +182,9 @@ class _Explanations:
     """Subscriber on ``explanation``: prints each grounded explanation as it arrives."""
 
     def __init__(self, host: str, port: int, topic: str):
-        self.answered: set[int] = set()
+        self.answered: set[int] = set()  # any answer: an explanation, or a note that it was skipped/failed
+        self.explained: set[int] = set()  # only real explanations (status done)
+        self.notes: dict[int, str] = {}  # trigger -> status of an answer that is not an explanation
         self._lock = threading.Lock()
         self._sub = _Subscriber(host, port, topic, "iad-demo-qe", self._on_body)
 
@@ -192,6 +195,10 @@ class _Explanations:
             return
         with self._lock:
             self.answered.add(trigger)
+            if body.get("status") == "done":
+                self.explained.add(trigger)
+            else:
+                self.notes[trigger] = str(body.get("status"))
         if body.get("status") != "done":
             print(f"[assistant] #{trigger}: {body.get('status')} ({body.get('reason', '')})", flush=True)
             return
@@ -212,8 +219,35 @@ class _Explanations:
         with self._lock:
             return triggers - self.answered
 
+    def summary(self, triggers: set[int], missing: set[int]) -> str:
+        """What really arrived: explanations, skipped/failed notes, and what never came."""
+        with self._lock:
+            explained = triggers & self.explained
+            notes = {t: s for t, s in self.notes.items() if t in triggers and t not in self.explained}
+        line = f"explanations received for {len(explained)}/{len(triggers)} NG parts"
+        if notes:
+            line += "; not explained: " + ", ".join(f"#{t} {s}" for t, s in sorted(notes.items()))
+        if missing:
+            line += f"; no answer yet for {sorted(missing)} (the assistant takes them on its next start)"
+        return line
+
     def close(self) -> None:
         self._sub.close()
+
+
+def _wait_assistant_ready(host: str, port: int, topic: str, since: float, timeout: float) -> bool:
+    """Wait for the assistant's retained status 'online' published after ``since`` (its model is loaded)."""
+    ready = threading.Event()
+
+    def on_body(body: Any) -> None:
+        if isinstance(body, dict) and body.get("state") == "online" and float(body.get("time", 0)) >= since:
+            ready.set()
+
+    sub = _Subscriber(host, port, topic, "iad-demo-ready", on_body)
+    try:
+        return ready.wait(timeout)
+    finally:
+        sub.close()
 
 
 class _Plc:
@@ -239,6 +273,8 @@ class _Plc:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise IadError(f"--frames must be at least 1 (got {args.frames})")
+    check_outputs([dir_output(args.out, "--out", overwrite=True)])  # before anything is built
+    started_at = time.time()
     recipe = load_recipe(args.recipe)
     ensure_expert(recipe, args.rebuild)
     ensure_bank(recipe, args.rebuild)
@@ -265,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.chmod(DIR_MODE)
     plc: Optional[_Plc] = None
     explanations: Optional[_Explanations] = None
     ng_triggers: set[int] = set()
@@ -293,6 +330,10 @@ def run(args: argparse.Namespace) -> int:
                     explanations = _Explanations(host, port, topics.explanation)
                     print("[demo] explanations come from a tiny RANDOM language model: its words are noise, but "
                           "defect location and bbox are always the region's own", flush=True)
+                    print("[demo] waiting for the assistant to load its model before the first part ...", flush=True)
+                    if not _wait_assistant_ready(host, port, f"{topics.status}/assistant", started_at, args.explain_wait):
+                        print(f"[demo] the assistant did not report ready within {args.explain_wait:.0f} s; "
+                              "starting anyway (early NG parts may wait in its backlog)", flush=True)
         print(f"[demo] inspecting {args.frames} synthetic parts (window {recipe.decision.window_ms} ms, "
               f"fail-safe {recipe.decision.fail_safe}); overlays -> {out_dir}/", flush=True)
         with stop_on_signals() as stop:
@@ -306,9 +347,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[demo] waiting up to {args.explain_wait:.0f} s for the explanations of {len(ng_triggers)} NG part(s) ...",
                       flush=True)
                 missing = explanations.wait_for(set(ng_triggers), args.explain_wait)
-                print(f"[demo] explanations received for {len(ng_triggers) - len(missing)}/{len(ng_triggers)} NG parts"
-                      + (f" (still queued: {sorted(missing)}; the assistant takes them on its next start)" if missing else ""),
-                      flush=True)
+                print(f"[demo] {explanations.summary(set(ng_triggers), missing)}", flush=True)
         counters = station.lane.counters.snapshot()
         print("\n[demo] summary")
         print(printer.summary(counters))
@@ -337,7 +376,7 @@ def _overlay_writer(out_dir: Path, pixel_threshold: float):
         if result is None or not getattr(frame.image, "size", 0):
             return
         image = render_overlay(frame.image, result.anomaly_map, result.regions, pixel_threshold,
-                               verdict=decision.verdict, score=decision.score)
+                               verdict=decision.verdict, score=decision.score, title=f"#{decision.trigger_id}")
         cv2.imwrite(str(out_dir / f"{decision.trigger_id:04d}_{decision.verdict}.png"), image)
 
     return write
