@@ -15,7 +15,6 @@ the candidate list is empty: the model is never handed an invented type.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from edge.atomic import atomic_writer
-
 from edge.errors import IadError
+from edge.files import load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +77,10 @@ class Prototypes:
         return [{"type": self.types[i], "similarity": round(float(sims[i]), 4)} for i in order]
 
     def save(self, path: Union[str, Path]) -> Path:
-        """Write atomically (temp file + rename) as ``.npz``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically as ``.npz`` (:func:`edge.files.save_npz`)."""
         meta = dict(self.meta, format=PROTOTYPES_FORMAT, types=self.types, shot_types=self.shot_types)
         center = self.center if self.center is not None else np.zeros(self.dim, np.float32)
-        with atomic_writer(path) as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), features=self.features.astype(np.float32),
-                     shots=self.shots.astype(np.float32), center=center.astype(np.float32))
-        return path
+        return save_npz(path, meta, {"features": self.features, "shots": self.shots, "center": center})
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Prototypes":
@@ -95,16 +88,13 @@ class Prototypes:
         if not path.is_file():
             raise PrototypeError(f"{path}: no prototypes file; build it with `iad-edge calibrate RECIPE --defects DIR`")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                features = np.ascontiguousarray(data["features"], dtype=np.float32)
-                shots = np.ascontiguousarray(data["shots"], dtype=np.float32)
-                center = np.ascontiguousarray(data["center"], dtype=np.float32)
+            meta, arrays = load_npz(path, ("features", "shots", "center"))
         except (OSError, ValueError, KeyError) as exc:
             raise PrototypeError(f"{path}: not a readable prototypes file ({exc})") from None
+        features = arrays["features"]
         if meta.get("format") != PROTOTYPES_FORMAT or features.ndim != 2 or len(meta.get("types", [])) != features.shape[0]:
             raise PrototypeError(f"{path}: not an {PROTOTYPES_FORMAT} file; rebuild it with `iad-edge calibrate --defects DIR`")
-        return cls(list(meta["types"]), features, shots, list(meta.get("shot_types", [])), meta, center)
+        return cls(list(meta["types"]), features, arrays["shots"], list(meta.get("shot_types", [])), meta, arrays["center"])
 
 
 def prototypes_from_features(shots: Mapping[str, Sequence[np.ndarray]], meta: Optional[dict] = None) -> Prototypes:

@@ -17,13 +17,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from edge.files import MANIFEST_NAME
 from export.checkpoint import TINY_SEED, load_backbone
 from export.errors import ExportError, ParityError
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "expert.onnx"
-MANIFEST_NAME = "manifest.json"
 DEFAULT_RESOLUTION = 224
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(14, 21)  # legacy exporter; 17/18 are the tested ones

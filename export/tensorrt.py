@@ -40,6 +40,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edge.atomic import write_bytes_atomic
 from edge.expert.manifest import MANIFEST_NAME, load_manifest, sha256_file
 from edge.expert.trt_check import ENGINE_NAME
 from export.errors import ExportError, ParityError
@@ -295,11 +296,7 @@ def _save_timing_cache(config: Any, path: Optional[Path]) -> None:
     if path is None:
         return
     data = bytes(config.get_timing_cache().serialize())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def build_plan(

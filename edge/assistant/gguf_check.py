@@ -10,28 +10,18 @@ No dependency beyond the standard library (llama.cpp is only needed to run).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from pathlib import Path
 from typing import Any, Optional
 
 from edge.errors import ModelLoadError
+from edge.files import MANIFEST_NAME, sha256_file
 
 MANIFEST_FORMAT = "iad-gguf/1"
-MANIFEST_NAME = "manifest.json"
 GGUF_MAGIC = b"GGUF"
 _SUPPORTED_GGUF_VERSIONS = (2, 3)
 _REBUILD = "re-export it with `iad-export qwen --hf-dir DIR --quant Q4_K_M --out DIR` (or --tiny)"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (GGUF files are gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_gguf_header(path: Path) -> dict[str, int]:

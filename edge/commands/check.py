@@ -18,6 +18,7 @@ from edge.bank_fit import compare, describe, frame_limit
 from edge.config import Recipe, RecipeError, load_recipe
 from edge.config.diff import diff_effective
 from edge.errors import IadError
+from edge.files import MANIFEST_NAME
 from edge.mqtt.remote import applied_recipe, parse_host_port, read_status
 
 
@@ -65,7 +66,7 @@ def _manifest_sha256(recipe: Recipe) -> str:
     """sha256 of the expert model as its manifest.json records it ('' when unknown); no model is loaded."""
     model = getattr(recipe.expert, "model", None) or getattr(recipe.expert, "engine", None)
     try:
-        files = json.loads(Path(model).with_name("manifest.json").read_text(encoding="utf-8")).get("files", {})
+        files = json.loads(Path(model).with_name(MANIFEST_NAME).read_text(encoding="utf-8")).get("files", {})
     except (OSError, ValueError, TypeError, AttributeError):
         return ""
     for entry in files.values():

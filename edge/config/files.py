@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 
 from edge.config.recipe import Recipe
 from edge.config.source import FolderSourceConfig, GenicamSourceConfig
+from edge.files import MANIFEST_NAME
 
 KeyPath = tuple[str, ...]
 
@@ -72,7 +73,7 @@ def model_mismatches(recipe: Recipe) -> list[tuple[KeyPath, str]]:
     model = getattr(recipe.expert, "model", None) or getattr(recipe.expert, "engine", None)
     if model is None:
         return []
-    manifest = Path(model).with_name("manifest.json")
+    manifest = Path(model).with_name(MANIFEST_NAME)
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):

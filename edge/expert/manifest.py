@@ -12,32 +12,21 @@ The format is documented in ``engines/README.md``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Union
 
 from edge.errors import ModelLoadError
+from edge.files import MANIFEST_NAME, sha256_file
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "iad-expert/1"
 
 # Keys every expert manifest must carry; the backends read these.
 REQUIRED_KEYS = ("format", "kind", "resolution", "patch_size", "grid", "feature_dim", "files")
 
-_HASH_CHUNK = 1 << 20
 # (path, size, mtime_ns, inode) -> sha256: re-verifying an unchanged file costs one stat().
 _sha_cache: dict[tuple[str, int, int, int], str] = {}
-
-
-def sha256_file(path: Union[str, os.PathLike[str]]) -> str:
-    """Streaming sha256 of a file (constant memory even for multi-GB engines)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_sha256(path: Union[str, os.PathLike[str]]) -> str:

@@ -35,22 +35,11 @@ from typing import Any, Callable, Optional, Union
 
 from edge.config.loader import RecipeError, parse_recipe
 from edge.config.recipe import Recipe
+from edge.files import Stamps, stamps
 
 log = logging.getLogger(__name__)
 
-Stamp = tuple[tuple[str, int, int], ...]
 HISTORY = 10  # applied recipes kept on the status (sha256 + time); the log keeps all of them
-
-
-def _stamp(paths: list[Path]) -> Stamp:
-    out = []
-    for path in paths:
-        try:
-            st = path.stat()
-            out.append((str(path), st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append((str(path), -1, -1))
-    return tuple(out)
 
 
 def _utc(ts: float) -> str:
@@ -99,8 +88,8 @@ class RecipeWatcher:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._seen_hash: Optional[str] = current.sha256 if current is not None else None
-        self._stamp: Stamp = _stamp(self._paths())
-        self._pending: Optional[Stamp] = None
+        self._stamp: Stamps = stamps(self._paths())
+        self._pending: Optional[Stamps] = None
         self.applied_log: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         if current is not None:
             record = applied_record(current)
@@ -137,7 +126,7 @@ class RecipeWatcher:
         stamp (the editor has finished writing).
         """
         with self._lock:
-            stamp = _stamp(self._paths())
+            stamp = stamps(self._paths())
             if stamp == self._stamp:
                 self._pending = None
                 return None
