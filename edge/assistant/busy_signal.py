@@ -10,7 +10,11 @@ exits (``multiprocessing.shared_memory`` does that on Python < 3.13).
 Layout (16 bytes): byte 0 = number of frames in flight, clipped to 255
 (0 = idle); bytes 4..7 = little-endian pid of an assistant that asks to be
 frozen while frames are in flight (0 = none, see ``edge.assistant.freezer``);
-bytes 8..15 = little-endian count of busy periods (diagnostics).
+bytes 8..15 = little-endian count of busy periods (diagnostics); bytes 16..23 =
+the freeze lease: ``CLOCK_MONOTONIC`` nanoseconds (one clock for every process
+on the machine) until which the lane may keep the assistant stopped, 0 when it
+is not frozen (``edge.assistant.thaw_guard`` thaws a stopped assistant whose
+lease ran out, e.g. because the lane was killed mid-frame).
 One writer (the lane), any number of readers. Standard library only: the
 real-time lane imports this module.
 """
@@ -27,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-_SIZE = 16
+_SIZE = 24
 _SHM_DIR = Path("/dev/shm")
 
 
@@ -100,6 +104,14 @@ class BusySignal:
     def freezable_pid(self) -> int:
         """Lane side: the pid registered by :meth:`register_freezable`, or 0."""
         return int(struct.unpack_from("<I", self._map, 4)[0])
+
+    def set_freeze_lease(self, until_ns: int) -> None:
+        """Lane side: the assistant may stay stopped until ``time.monotonic_ns() == until_ns`` (0: not frozen)."""
+        struct.pack_into("<Q", self._map, 16, max(0, int(until_ns)))
+
+    def freeze_lease(self) -> int:
+        """The lease written by :meth:`set_freeze_lease` (monotonic ns; 0 = none)."""
+        return int(struct.unpack_from("<Q", self._map, 16)[0])
 
     @property
     def busy_periods(self) -> int:

@@ -11,9 +11,16 @@ Safety, because stopping the wrong process would be a fault of its own:
 
 * the assistant registers its own pid in the shared busy segment (opt-in,
   ``assistant.hard_yield``); the lane never guesses a pid;
-* the lane checks ``/proc/<pid>/cmdline`` names an iad-edge assistant, then
-  holds a **pidfd** (``os.pidfd_open``): signals go to that process or fail, so
-  a reused pid can never be hit;
+* the lane first opens a **pidfd** (``os.pidfd_open``), then checks that
+  ``/proc/<pid>/cmdline`` names an iad-edge assistant: signals go to the
+  process the pidfd was opened on or fail, and since the check comes after the
+  open, a pid reused between the two can never be the one signalled;
+* every freeze has a **lease** (:data:`LEASE_S`, written to the busy segment
+  before the SIGSTOP): the assistant's thaw guard, a separate tiny process
+  (:mod:`edge.assistant.thaw_guard`), sends SIGCONT when a stopped assistant's
+  lease has run out, so a lane killed mid-frame (SIGKILL, OOM, crash) cannot
+  leave the assistant stopped for more than the lease, under systemd or under
+  the demo's supervisor alike;
 * SIGCONT at attach (a previous lane killed mid-frame may have left it
   stopped) and at close; systemd also sends SIGCONT after its stop signal.
 
@@ -25,11 +32,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from typing import Optional
 
 from edge.assistant.busy_signal import BusySignal
 
 log = logging.getLogger(__name__)
+
+LEASE_S = 2.0
+"""Longest a single freeze may hold the assistant stopped; a frame that takes longer gets it thawed (isolation
+degrades, nothing else), a lane that died mid-frame leaves it stopped at most this long."""
 
 
 def _is_assistant(pid: int) -> bool:
@@ -62,13 +74,17 @@ class AssistantFreezer:
         if pid != self._pid:
             self._release()
             self._pid = pid
-            if pid and pid != os.getpid() and _is_assistant(pid):
+            if pid and pid != os.getpid():
                 try:
-                    self._pidfd = os.pidfd_open(pid)
+                    fd = os.pidfd_open(pid)  # first the handle, then the check: the check is about this process
                 except OSError as exc:
                     log.warning("hard yield: cannot open assistant pid %d (%s)", pid, exc)
-            elif pid:
-                log.warning("hard yield: pid %d registered in the busy segment is not an iad-edge assistant; ignored", pid)
+                else:
+                    if _is_assistant(pid):
+                        self._pidfd = fd
+                    else:
+                        os.close(fd)
+                        log.warning("hard yield: pid %d registered in the busy segment is not an iad-edge assistant; ignored", pid)
         return self._pidfd
 
     def _signal(self, signum: int) -> bool:
@@ -89,11 +105,15 @@ class AssistantFreezer:
         if not self.available:
             return
         if busy and not self._stopped:
+            self.busy.set_freeze_lease(time.monotonic_ns() + int(LEASE_S * 1e9))  # before the stop, never after
             self._stopped = self._signal(signal.SIGSTOP)
             self.freezes += int(self._stopped)
+            if not self._stopped:
+                self.busy.set_freeze_lease(0)
         elif not busy and self._stopped:
             self._signal(signal.SIGCONT)
             self._stopped = False
+            self.busy.set_freeze_lease(0)
 
     def _release(self) -> None:
         if self._pidfd is not None:
@@ -109,4 +129,5 @@ class AssistantFreezer:
         """Resume the assistant (never leave it stopped) and drop the pidfd."""
         if self.available:
             self._signal(signal.SIGCONT)
+            self.busy.set_freeze_lease(0)
         self._release()

@@ -15,6 +15,7 @@ import signal
 import threading
 from pathlib import Path
 
+from edge.assistant import thaw_guard
 from edge.config import load_recipe
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,14 @@ def run(args: argparse.Namespace) -> int:
     log.info("assistant ready (model %s, priority %s)", explainer.model_path if explainer else None, applied)
     recycle = cfg.recycle_after_jobs or None
     limit = min(x for x in (args.max_jobs, recycle) if x) if (args.max_jobs or recycle) else None
+    guard = None
     if cfg.hard_yield:  # the lane may SIGSTOP us while a frame is in flight (edge/assistant/freezer.py);
+        guard = thaw_guard.start(busy.name)  # a freeze never outlives its lease, even if the lane dies mid-frame
         busy.register_freezable(os.getpid())  # registered once SIGTERM is handled, so the finally below withdraws it
     try:
         done = service.run(stop, max_jobs=limit)
     finally:
+        thaw_guard.stop(guard)
         if bus is not None:
             bus.stop()
         if explainer is not None:
