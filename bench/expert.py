@@ -6,12 +6,18 @@ Prints median latencies of
                   (bilinear, sigma-4 blur) -> top-1 % score -> regions -> verdict;
 and their ratio, measured in one run on the same model and bank. Target: ratio <= 1.10.
 
-    .venv/bin/python bench/expert.py [--resolutions 224 448] [--runs 15] [--threads 2]
+    .venv/bin/python bench/expert.py [--resolutions 224 448] [--runs 15] [--threads 2] [--json FILE]
+
+With ``--int8`` it compares the INT8 expert (``iad-export quantize``) with the FP32
+one instead (speed interleaved, fidelity on synthetic parts; see bench/_precision.py):
+
+    .venv/bin/python bench/expert.py --int8 [--runs 8] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -79,9 +85,25 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bank-images", type=int, default=8, help="good images in the bank (patches = images x grid^2)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep exported models here between runs")
+    parser.add_argument("--int8", action="store_true", help="INT8 vs FP32: speed-up and fidelity per resolution")
+    parser.add_argument("--eval-parts", type=int, default=24, help="--int8: synthetic parts (half defective) for fidelity")
+    parser.add_argument("--calibration-images", type=int, default=16, help="--int8: rendered good parts to calibrate on")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="iad-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.int8:
+        from bench._precision import bench_int8, print_table
+
+        say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+        rows = [bench_int8(workdir, args.arch, r, args.runs, args.threads, args.bank_images, args.eval_parts,
+                           args.calibration_images, say) for r in args.resolutions]
+        print_table(rows, args.threads)
+        if args.json:
+            args.json.write_text(json.dumps({"benchmark": "expert --int8", "date": time.strftime("%Y-%m-%d"),
+                                             "threads": args.threads, "resolutions": {str(r["resolution"]): r for r in rows}},
+                                            indent=2))
+        return 0
     rows = [bench_resolution(workdir, args.arch, r, args.runs, args.threads, args.bank_images) for r in args.resolutions]
     print(f"\nregion expert {args.arch} (random weights), ONNX Runtime CPU, {args.threads} threads, batch 1")
     print(f"{'res':>5} {'bank':>7} {'backbone-only ms':>17} {'end-to-end ms':>14} {'ratio':>6} {'outside graph ms':>17}  target <= 1.10")
@@ -90,6 +112,9 @@ def main() -> int:
         print(f"{r['resolution']:>5} {r['bank']:>7} {r['backbone_ms']:>17.1f} {r['end_to_end_ms']:>14.1f} {r['ratio']:>6.3f} "
               f"{r['outside_graph_ms']:>17.2f}  {verdict}")
     print("outside graph = preprocess + map + regions + verdict inside inspect() (median), the part the ratio is about")
+    if args.json:
+        args.json.write_text(json.dumps({"benchmark": "expert", "date": time.strftime("%Y-%m-%d"), "threads": args.threads,
+                                         "resolutions": {str(r["resolution"]): r for r in rows}}, indent=2))
     return 0
 
 

@@ -113,3 +113,100 @@ def name_nodes(model: Any) -> None:
                 name += "_"
             node.name = name
             used.add(name)
+
+
+def fold_attention_scale(model: Any) -> int:
+    """Fold ``softmax((Q K^T) * s)``'s scale ``s`` into the query projection: ``Q' = X (s W) + s b``.
+
+    Exact algebra (up to float rounding). Why: with INT8 attention, ``Q K^T``
+    becomes an integer matmul with a float output and the separate ``Mul``
+    costs a full pass over the heads x tokens x tokens scores (≈ 13 % of an INT8
+    ViT-S run at 448 px); FP32 graphs get the same effect from ORT's FusedMatMul.
+    Returns how many attention blocks were folded.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = _consumers(graph)
+    inits = {i.name: i for i in graph.initializer}
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+
+    def scalar(name: str) -> Any:
+        if name in inits:
+            value = numpy_helper.to_array(inits[name])
+        elif name in constants:
+            attr = next((a for a in constants[name].attribute if a.name == "value"), None)
+            if attr is None:
+                return None
+            value = numpy_helper.to_array(attr.t)
+        else:
+            return None
+        return float(value.reshape(-1)[0]) if value.size == 1 else None
+
+    def walk(tensor: str, ops: tuple[str, ...]) -> Any:
+        node = producer.get(tensor)
+        for op in ops:
+            if node is None or node.op_type != op:
+                return None
+            if op == "Add":
+                return node
+            node = producer.get(node.input[0])
+        return None
+
+    folded = 0
+    for mul in [n for n in graph.node if n.op_type == "Mul"]:
+        scores = producer.get(mul.input[0])
+        scale = scalar(mul.input[1])
+        if scores is None or scores.op_type != "MatMul" or scale is None:
+            continue
+        if any(i in inits for i in scores.input):
+            continue  # not an activation x activation matmul
+        add = walk(scores.input[0], ("Transpose", "Reshape", "Add"))
+        if add is None:
+            continue
+        def constant_source(name: str) -> Any:
+            while name not in inits and name in producer and producer[name].op_type == "Identity":
+                name = producer[name].input[0]  # the exporter shares equal initializers through Identity
+            return name if name in inits else None
+
+        slots = [(k, constant_source(i)) for k, i in enumerate(add.input)]
+        bias_slot = next(((k, src) for k, src in slots if src is not None), None)
+        matmul = next((producer.get(i) for k, i in enumerate(add.input) if slots[k][1] is None), None)
+        if bias_slot is None or matmul is None or matmul.op_type != "MatMul":
+            continue
+        weight_source = constant_source(matmul.input[1])
+        if weight_source is None:
+            continue
+        if len(consumers[add.output[0]]) != 1 or len(consumers[matmul.output[0]]) != 1:
+            continue  # the projection feeds something else too: scaling it would change that
+        # new, scaled initializers (the originals may be shared with other nodes)
+        for node, slot, source in ((add, bias_slot[0], bias_slot[1]), (matmul, 1, weight_source)):
+            array = numpy_helper.to_array(inits[source])
+            name = f"{source}_scaled_{folded}"
+            graph.initializer.append(numpy_helper.from_array((array * scale).astype(array.dtype), name))
+            inits[name] = graph.initializer[-1]
+            node.input[slot] = name
+        for consumer in consumers[mul.output[0]]:
+            for k, name in enumerate(consumer.input):
+                if name == mul.output[0]:
+                    consumer.input[k] = scores.output[0]
+        graph.node.remove(mul)
+        folded += 1
+    return folded
+
+
+def drop_unused(model: Any) -> None:
+    """Remove initializers and Constant nodes that no node (or graph output) reads any more."""
+    graph = model.graph
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]
+        for node in dead:
+            graph.node.remove(node)
+        if not dead:
+            break
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)

@@ -43,7 +43,9 @@ from edge.imageio import to_rgb8
 from edge.scoring import image_score
 from export.errors import ExportError
 from export.manifest import write_manifest
-from export.precision import FP32_OP_TYPES, activation_matmul_names, fp32_node_names, name_nodes
+from export.precision import (
+    FP32_OP_TYPES, activation_matmul_names, drop_unused, fold_attention_scale, fp32_node_names, name_nodes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +307,8 @@ def quantize_int8(
         work = model_tmp.parent
         named = work / "named.onnx"
         model = onnx.load(str(source_model))
+        folded = fold_attention_scale(model) if attention_int8 else 0
+        drop_unused(model)
         name_nodes(model)
         fp32_nodes = fp32_node_names(model)
         attention = activation_matmul_names(model)
@@ -355,6 +359,7 @@ def quantize_int8(
             "calibration_method": method,
             "quantized_op_types": list(INT8_OP_TYPES),
             "attention_matmuls": "int8" if attention_int8 else "fp32",
+            "attention_scale_folded_into_query": folded,
             "fp32_op_types": list(FP32_OP_TYPES),
             "fp32_nodes": len(fp32_nodes),
             "fp32_parts": "preprocessing, LayerNorm, Softmax, distance head (L2 norm, bank matmul, max)",
