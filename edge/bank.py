@@ -3,7 +3,9 @@
 Built by ``iad-edge calibrate`` from good images in exactly the inspection's
 tiling, so bank and test patches see the same scale. Saved as one ``.npz``
 next to the recipe with enough metadata to refuse a bank built for another
-expert. Optional: 8-rotation augmentation, greedy coreset, PCA foreground mask.
+expert. Optional: 8-rotation augmentation, greedy coreset. The bank is never
+foreground-masked: good images keep every patch, as in AnomalyDINO; the mask is
+computed per inspected image (edge/foreground.py).
 """
 
 from __future__ import annotations
@@ -31,25 +33,11 @@ BANK_FORMAT = "iad-bank/1"
 
 
 @dataclass
-class ForegroundPca:
-    """First principal component of good-part features: patches projecting below ``threshold`` are background."""
-
-    mean: np.ndarray  # [D]
-    component: np.ndarray  # [D], sign chosen so the part (centre of the image) projects positive
-    threshold: float = 0.0
-
-    def foreground(self, features: np.ndarray) -> np.ndarray:
-        """[..., D] features -> [...] bool foreground."""
-        return (features - self.mean) @ self.component > self.threshold
-
-
-@dataclass
 class Bank:
     """L2-normalised good-part patch features [N, D] plus how they were made."""
 
     features: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
-    pca: Optional[ForegroundPca] = None
 
     @property
     def size(self) -> int:
@@ -59,8 +47,6 @@ class Bank:
         """Write atomically (temp file + rename): a crash never leaves half a bank."""
         path = Path(path)
         arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32)}
-        if self.pca is not None:
-            arrays.update(pca_mean=self.pca.mean, pca_component=self.pca.component, pca_threshold=np.float32(self.pca.threshold))
         meta = dict(self.meta, format=BANK_FORMAT)
         with atomic_writer(path) as fh:
             np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
@@ -75,14 +61,12 @@ class Bank:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 features = np.ascontiguousarray(data["features"], dtype=np.float32)
-                pca = None
-                if "pca_component" in data:
-                    pca = ForegroundPca(data["pca_mean"], data["pca_component"], float(data["pca_threshold"]))
+                # banks of earlier versions may hold a global foreground PCA (pca_*): no longer used
         except (OSError, ValueError, KeyError) as exc:
             raise BankError(f"{path}: not a readable iad-edge bank ({exc}); rebuild it with `iad-edge calibrate`") from None
         if meta.get("format") != BANK_FORMAT or features.ndim != 2 or features.shape[0] == 0:
             raise BankError(f"{path}: not an {BANK_FORMAT} bank; rebuild it with `iad-edge calibrate`")
-        return cls(features, meta, pca)
+        return cls(features, meta)
 
     def check_fits(self, expert: Expert, path: Union[str, Path] = "bank") -> None:
         """Refuse a bank made by another expert (feature size, model hash, resolution)."""
@@ -137,22 +121,6 @@ def greedy_coreset(features: np.ndarray, size: int, seed: int = 0, projection_di
     return chosen
 
 
-def fit_foreground_pca(features_per_image: list[np.ndarray]) -> ForegroundPca:
-    """First PCA component of all good patches; sign so that image-centre patches are foreground."""
-    stacked = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features_per_image])
-    mean = stacked.mean(axis=0)
-    _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
-    component = vt[0].astype(np.float32)
-    centre_votes = 0.0
-    for grid in features_per_image:  # [g, g, D] per resized image
-        g = grid.shape[0]
-        c = grid[g // 4 : g - g // 4, g // 4 : g - g // 4].reshape(-1, grid.shape[-1])
-        centre_votes += float(((c - mean) @ component).mean())
-    if centre_votes < 0:
-        component = -component
-    return ForegroundPca(mean.astype(np.float32), component)
-
-
 def build_bank(
     expert: Expert,
     images: Iterable[np.ndarray],
@@ -189,15 +157,7 @@ def build_bank(
         count += 1
     if not per_image:
         raise BankError("no good images to build a bank from")
-    pca = fit_foreground_pca([f[0] for f in per_image]) if cfg.foreground_mask else None
-    rows = []
-    for features in per_image:
-        flat = features.reshape(-1, features.shape[-1])
-        if pca is not None:
-            keep = pca.foreground(flat)
-            flat = flat[keep] if keep.any() else flat
-        rows.append(flat)
-    bank = np.concatenate(rows).astype(np.float32)
+    bank = np.concatenate([f.reshape(-1, f.shape[-1]) for f in per_image]).astype(np.float32)
     full_size = bank.shape[0]
     if cfg.coreset_max is not None and full_size > cfg.coreset_max:
         log.info("coreset: %d -> %d patches", full_size, cfg.coreset_max)
@@ -217,7 +177,7 @@ def build_bank(
         "expert_architecture": expert.manifest.get("architecture", ""),
         **build_record(recipe, sizes),
     }
-    return Bank(np.ascontiguousarray(bank), meta, pca)
+    return Bank(np.ascontiguousarray(bank), meta)
 
 
 def placeholder_bank(feature_dim: int) -> np.ndarray:

@@ -24,10 +24,11 @@ from edge.config.recipe import Recipe
 from edge.errors import BadFrameError, BankError, ModelLoadError
 from edge.expert import load_expert
 from edge.expert.base import Expert
+from edge.foreground import foreground_positions
 from edge.imageio import check_frame, to_rgb8
 from edge.regions import extract_regions, pool_region_feature, region_mask
-from edge.scoring import image_score, smooth_map
-from edge.tiling import cut_tiles, patch_centers, plan_tiles, stitch_distances
+from edge.scoring import image_score, require_finite, smooth_map
+from edge.tiling import cut_tiles, patch_centers, patch_positions, plan_tiles, stitch_distances
 from edge.types import InspectionResult
 from edge.verdict import decide
 
@@ -181,16 +182,19 @@ class Inspector:
 
         t1 = time.perf_counter()
         distances, features = run_batched(self.expert, tiles, recipe.tiling.max_batch)
+        require_finite(distances, "expert patch distances")  # e.g. an FP16 overflow: fail-safe, never a silent OK
+        require_finite(features, "expert patch features")
         timings["expert"] = _ms(t1)
 
         t2 = time.perf_counter()
         centers, valid = patch_centers(plan)
+        positions = patch_positions(plan)
         flat = distances.reshape(-1)
-        if bank.pca is not None:
-            foreground = bank.pca.foreground(features.reshape(-1, features.shape[-1]))
-            flat = np.where(foreground, flat, 0.0).astype(np.float32)
+        if recipe.bank.foreground_mask:  # per image, AnomalyDINO's mask: background patches get distance 0
+            on_part = foreground_positions(positions.per_position(features.reshape(-1, features.shape[-1])), positions)
+            flat = np.where(positions.to_patches(on_part), flat, 0.0).astype(np.float32)
             distances = flat.reshape(distances.shape)
-        score = image_score(flat[valid])
+        score = image_score(positions.per_position(flat))  # each place of the ROI once (tile overlaps averaged)
         roi_map = smooth_map(stitch_distances(distances, plan))
         timings["map"] = _ms(t2)
 

@@ -126,3 +126,86 @@ def patch_centers(plan: TilePlan) -> tuple[np.ndarray, np.ndarray]:
     Row order matches ``distances.reshape(-1)`` / ``features.reshape(-1, D)``.
     """
     return _patch_centers(plan)
+
+
+@dataclass(frozen=True)
+class PatchPositions:
+    """Where each scored patch lies on the ROI's own patch lattice (one cell = one patch of pixels).
+
+    In tile mode neighbouring tiles overlap, so the same place of the part is
+    seen by two to four patches; scoring every tile patch would count a defect
+    in an overlap zone several times. ``cell[i]`` is the lattice cell (row-major
+    in ``shape``) holding the centre of patch ``i`` (``-1`` for padding), and
+    ``occupied`` lists the cells that hold at least one patch centre: the
+    unique positions that are scored. In resize mode every patch is its own cell.
+    """
+
+    cell: np.ndarray  # [T*g*g] int64, -1 = padding (centre outside the ROI)
+    shape: tuple[int, int]  # (rows, cols) of the lattice
+    occupied: np.ndarray  # [P] int64, sorted cell ids with at least one patch
+    counts: np.ndarray  # [P] patches per occupied cell (1 in resize mode, up to 4 in tile mode)
+    position_of: np.ndarray  # [T*g*g] index into ``occupied`` of each patch (0 for padding; see ``cell``)
+    slots: tuple[tuple[np.ndarray, np.ndarray], ...]  # j-th patch of each position: (positions, patches)
+
+    @property
+    def count(self) -> int:
+        return int(self.occupied.size)
+
+    @property
+    def identity(self) -> bool:
+        """True when every patch is its own position (resize mode): nothing to average."""
+        return self.occupied.size == self.cell.size
+
+    def per_position(self, values: np.ndarray) -> np.ndarray:
+        """[T*g*g, ...] per-patch values -> [P, ...] float32 mean per unique position (overlaps averaged)."""
+        if self.identity:
+            return values
+        if values.ndim == 1:
+            keep = self.cell >= 0
+            sums = np.bincount(self.position_of[keep], weights=values[keep], minlength=self.count)
+            return (sums / self.counts).astype(np.float32)
+        out = np.zeros((self.count,) + values.shape[1:], dtype=np.float32)
+        for rows, patches in self.slots:
+            out[rows] += values[patches]
+        out /= self.counts.reshape((-1,) + (1,) * (values.ndim - 1))
+        return out
+
+    def to_patches(self, per_position: np.ndarray) -> np.ndarray:
+        """[P] per-position values -> [T*g*g] per-patch values (padding patches get zero / False)."""
+        out = per_position[self.position_of]
+        out[self.cell < 0] = 0
+        return out
+
+
+def _positions(cell: np.ndarray, shape: tuple[int, int]) -> PatchPositions:
+    keep = np.flatnonzero(cell >= 0)
+    order = keep[np.argsort(cell[keep], kind="stable")]
+    occupied, starts, counts = np.unique(cell[order], return_index=True, return_counts=True)
+    position_of = np.zeros(cell.shape, dtype=np.int64)
+    position_of[keep] = np.searchsorted(occupied, cell[keep])
+    slots = []
+    for j in range(int(counts.max(initial=0))):
+        rows = np.flatnonzero(counts > j)
+        slots.append((rows, order[starts[rows] + j]))
+    result = PatchPositions(cell, shape, occupied, counts.astype(np.int64), position_of, tuple(slots))
+    for arr in (result.cell, result.occupied, result.counts, result.position_of, *(a for pair in slots for a in pair)):
+        arr.setflags(write=False)
+    return result
+
+
+@lru_cache(maxsize=32)
+def _patch_positions(plan: TilePlan) -> PatchPositions:
+    g = plan.grid
+    if plan.mode == "resize":
+        return _positions(np.arange(plan.num_tiles * g * g, dtype=np.int64), (g, g))
+    step = plan.resolution / g
+    rows, cols = math.ceil(plan.roi_height / step), math.ceil(plan.roi_width / step)
+    centers, valid = _patch_centers(plan)
+    cy = np.floor(centers[:, 0] / step).astype(np.int64)
+    cx = np.floor(centers[:, 1] / step).astype(np.int64)
+    return _positions(np.where(valid, cy * cols + cx, -1), (rows, cols))
+
+
+def patch_positions(plan: TilePlan) -> PatchPositions:
+    """The unique ROI positions of the plan's patches (cached per plan; see :class:`PatchPositions`)."""
+    return _patch_positions(plan)

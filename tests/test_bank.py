@@ -35,10 +35,8 @@ def test_bank_options_and_round_trip(tmp_path, tiny_expert_dir):
     bank = build_bank(expert, images, recipe, progress=False)
     assert bank.size == 500 and bank.meta["rotations"] and bank.meta["patches_before_coreset"] > 500
     np.testing.assert_allclose(np.linalg.norm(bank.features, axis=1), 1.0, atol=1e-5)
-    assert bank.pca is not None
     loaded = Bank.load(bank.save(tmp_path / "b.npz"))
     np.testing.assert_array_equal(loaded.features, bank.features)
-    np.testing.assert_array_equal(loaded.pca.component, bank.pca.component)
     assert loaded.meta["expert_sha256"] == bank.meta["expert_sha256"] != ""
     result = Inspector(recipe, expert, loaded).inspect(images[0])  # masked inspection runs
     assert result.verdict in ("OK", "NG")
