@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "explain",
     "generate",
     "assistant",
+    "console",
 )
 
 
