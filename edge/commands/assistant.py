@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edge.assistant import thaw_guard
 from edge.config import load_recipe
+from edge.commands.options import add_mqtt_options
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "assistant",
         help="Run the assistant lane: grounded explanations of NG parts, defect generation requests (low priority).",
+        description="Run the assistant lane of RECIPE as its own low-priority process: it takes NG results from the "
+        "spool and MQTT, explains each region with the GGUF model (llama.cpp) as JSON grounded on the region's "
+        "location and bbox, serves defect-generation requests, and yields to the real-time lane. Publishes on "
+        "<topic root>/explanation, /generation and a retained /status/assistant.",
     )
     p.add_argument("recipe", type=Path, help="Recipe YAML (its `assistant` section configures this process).")
     p.add_argument("--model", type=Path, help="GGUF model (overrides assistant.model).")
     p.add_argument("--mmproj", type=Path, help="GGUF vision projector for a VLM (overrides assistant.mmproj).")
-    p.add_argument("--mqtt-host", help="Broker host (overrides mqtt.host).")
-    p.add_argument("--mqtt-port", type=int, help="Broker port (overrides mqtt.port).")
+    add_mqtt_options(p)
     p.add_argument("--no-mqtt", action="store_true", help="Spool intake only; print answers instead of publishing.")
     p.add_argument("--max-jobs", type=int, help="Exit after this many jobs (tests, benchmarks).")
     p.set_defaults(func=run)

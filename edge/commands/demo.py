@@ -47,6 +47,7 @@ from edge.outputs import DIR_MODE, check_outputs, dir_output
 from edge.overlay import render_overlay
 from edge.sources.synthetic import SyntheticPartRenderer
 from edge.station import Station, StationOptions
+from edge.commands.options import add_mqtt_options
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help=f"Recipe (default {DEFAULT_RECIPE.relative_to(REPO_ROOT)}).")
     parser.add_argument("--frames", type=int, default=40, metavar="N", help="Parts to inspect (default 40).")
     parser.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR", help="Overlay folder (default out/demo/).")
-    parser.add_argument("--mqtt-host", metavar="H", help="Use this broker instead of starting mosquitto.")
-    parser.add_argument("--mqtt-port", type=int, metavar="P", help="Port of that broker (default the recipe's).")
+    add_mqtt_options(parser, "Use this broker instead of starting mosquitto", "Port of that broker")
     parser.add_argument("--no-mqtt", action="store_true", help="No broker at all: print decisions locally.")
     parser.add_argument("--rebuild", action="store_true", help="Rebuild the tiny expert and the bank even if present.")
     parser.add_argument("--no-assistant", action="store_true", help="Do not start the assistant lane.")

@@ -19,6 +19,7 @@ from edge.config import load_recipe
 from edge.lane.console import DecisionPrinter, stop_on_signals
 from edge.security import preflight
 from edge.station import Station, StationOptions
+from edge.commands.options import add_mqtt_options
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("recipe", type=Path, help="Recipe YAML file.")
     parser.add_argument("--max-frames", type=int, metavar="N", help="Stop after N triggers (default: run until stopped).")
-    parser.add_argument("--mqtt-host", metavar="H", help="Broker host (overrides mqtt.host).")
-    parser.add_argument("--mqtt-port", type=int, metavar="P", help="Broker port (overrides mqtt.port).")
+    add_mqtt_options(parser)
     parser.add_argument("--bank", type=Path, metavar="PATH", help="Memory bank (default: the recipe's bank.path).")
     parser.add_argument("--no-mqtt", action="store_true", help="Do not connect to a broker; print decisions only.")
     parser.add_argument("--connect-wait", type=float, default=5.0, metavar="S",
