@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from edge.evaluation.datasets import Category, Dataset, DatasetError, Sample, check_sizes, read_mask
-from edge.evaluation.metrics import DEFAULT_BINS, PixelMetrics, auroc, f1_max, roc_curve
+from edge.evaluation.metrics import DEFAULT_BINS, SAMPLE_SIZE, PixelMetrics, auroc, f1_max, roc_curve
 from edge.regions import location_name
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,17 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(kept)) if kept else float("nan")
 
 
+def pixel_sample(amap: np.ndarray, total_pixels: int) -> np.ndarray:
+    """Every k-th value of one map (k so that the whole set gives about SAMPLE_SIZE values), plus its min and max.
+
+    The quantile bin edges of :meth:`PixelMetrics.from_sample` come from these
+    samples; keeping each map's extremes means no value falls outside the edges.
+    """
+    step = max(1, int(total_pixels) // SAMPLE_SIZE)
+    flat = np.asarray(amap, dtype=np.float32).ravel()
+    return np.concatenate([flat[::step], [flat.min(), flat.max()]])
+
+
 def train_subset(category: Category, shots: Optional[int], seed: int) -> list[Path]:
     """All training images, or ``shots`` of them drawn without replacement with ``seed`` (sorted)."""
     if shots is None:
@@ -199,7 +210,7 @@ def evaluate_category(
     records: list[ImageRecord] = []
     regions_by_index: dict[int, list] = {}
     with tempfile.TemporaryDirectory(prefix="iad-eval-maps-") as tmp:
-        lo, hi = np.inf, -np.inf
+        samples: list[np.ndarray] = []
         desc = f"{category.name} (seed {seed})" if options.shots is not None else category.name
         for i, sample in enumerate(tqdm(category.test, desc=desc, unit="img", disable=not options.progress)):
             image = read_image(sample.path)
@@ -218,9 +229,10 @@ def evaluate_category(
                                        result.reason))
             regions_by_index[i] = result.regions
             np.save(Path(tmp) / f"{i}.npy", amap)
-            lo, hi = min(lo, float(amap.min())), max(hi, float(amap.max()))
+            samples.append(pixel_sample(amap, amap.size * len(category.test)))
 
-        pixels = PixelMetrics(lo, hi, options.bins)
+        pixels = PixelMetrics.from_sample(np.concatenate(samples), options.bins)  # quantile edges: outliers take one bin
+        samples.clear()
         for i, record in enumerate(records):
             amap = np.load(Path(tmp) / f"{i}.npy")
             pixels.add(read_mask(record.sample, amap.shape), amap)
