@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import cv2
 import pytest
 import yaml
 
+from edge.cli import main as cli_main
 from edge.devtools.broker import MosquittoBroker, find_mosquitto
 from edge.mqtt.remote import read_status
 from tests.fixtures.broker import MqttRecorder
-from tests.fixtures.expert import write_recipe
+from tests.fixtures.expert import synthetic_frames, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -73,8 +75,17 @@ def plant(tmp_path_factory, tiny_expert_dir, tiny_bank_path):
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "outbox": "outbox.sqlite", "status_interval_s": 1.0},
         "console": {"port": 0, "password_file": "console.pw", "last_ng": 4},
     })
+    good = folder / "good"  # a real calibration run, so the console has a report with plots to show
+    good.mkdir()
+    for frame in synthetic_frames(10, defect=None, start=7000):
+        cv2.imwrite(str(good / f"{frame.name}.png"), frame.image)
+    assert cli_main(["calibrate", str(recipe), "--good", str(good), "--synthetic", "4", "--no-progress"]) == 0
+    candidate = yaml.safe_load(recipe.read_text())  # shadow mode: a stricter candidate judged on the live frames
+    candidate["thresholds"]["image_score"] = 0.1
+    (folder / "candidate.yaml").write_text(yaml.safe_dump(candidate, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO), "IAD_ALLOWED_ROOTS": f"{tiny_expert_dir}:default"}
-    station = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", str(recipe), "--quiet", "--watch-interval", "0.2"],
+    station = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", str(recipe), "--quiet", "--watch-interval", "0.2",
+                                "--shadow", str(folder / "candidate.yaml")],
                                cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "station.log", "wb"))
     console = subprocess.Popen([sys.executable, "-m", "edge.cli", "console", str(recipe)], cwd=folder, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -217,7 +228,10 @@ def test_the_page_loads_without_errors_and_shows_a_decision_within_a_second(plan
     finally:
         plc.close()
     assert page.inner_text("#state") == "online"
-    page.screenshot(path=str(DOCS / "console.png"), full_page=True)
+    assert int(page.inner_text("#shadow-figures tr[data-key='compared'] td:last-child")) > 0
+    page.wait_for_selector("#calibration .calibration-plots img", timeout=5000)
+    assert "Calibration report" in page.inner_text("#calibration pre")
+    page.screenshot(path=str(DOCS / "console.jpg"), full_page=True, quality=70)
     assert page.errors == []
 
 
@@ -249,7 +263,7 @@ def test_an_invalid_edit_shows_the_error_at_its_line(plant, page):
     assert "thresholds.image_score" in problem.inner_text() and f"line {number}" in problem.inner_text()
     assert page.get_attribute(f"#gutter div[data-line='{number}']", "class") == "error-line"
     assert "nothing was changed" in page.inner_text("#edit-message")
-    page.screenshot(path=str(DOCS / "console-check-error.png"), full_page=True)
+    page.screenshot(path=str(DOCS / "console-check-error.jpg"), full_page=True, quality=70)
     assert _recipe_text(plant) != page.input_value("#editor")
 
 
@@ -273,5 +287,5 @@ def test_a_valid_edit_is_applied_and_the_status_shows_the_new_recipe_hash(plant,
     assert _recipe_text(plant) == new_text
     status = read_status(plant.broker.host, plant.broker.port, "iad/testline/st1/status", 10)
     assert status["recipe_sha256"] == want
-    page.screenshot(path=str(DOCS / "console-applied.png"), full_page=True)
+    page.screenshot(path=str(DOCS / "console-applied.jpg"), full_page=True, quality=70)
     assert page.errors == []

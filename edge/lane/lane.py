@@ -111,6 +111,8 @@ class Lane:
         self.pull = is_pull_source(recipe) if pull is None else pull
         self.counters = Counters()
         self.busy = threading.Event()
+        if link is not None:
+            link.hold_results = self.busy.is_set  # results never go to the socket ahead of a frame's decision
         self.engine_sha256 = _engine_sha256(inspector)
         self.topics = Topics(recipe.topic_root)
 
@@ -144,6 +146,7 @@ class Lane:
     def attach_link(self, link: MqttLink) -> None:
         """Use ``link`` for decisions, results and status from now on; :meth:`stop` drains and stops it."""
         link.topics = self.topics
+        link.hold_results = self.busy.is_set  # results never go to the socket ahead of a frame's decision
         self.link = link
 
     def healthy(self) -> bool:

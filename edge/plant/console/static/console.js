@@ -67,9 +67,25 @@ function showShadow(shadow) {
   const box = $("shadow");
   if (!shadow) { box.textContent = "no candidate is shadowing"; return; }
   box.replaceChildren();
-  const pre = document.createElement("pre");
-  pre.textContent = JSON.stringify(shadow, null, 1);
-  box.appendChild(pre);
+  const head = document.createElement("p");
+  head.textContent = `candidate ${shadow.candidate || "?"} (sha256 ${short(shadow.candidate_sha256)})`;
+  box.appendChild(head);
+  const table = document.createElement("table");
+  table.id = "shadow-figures";
+  for (const key of ["compared", "changed", "ok_to_ng", "ng_to_ok", "skipped", "errors"]) {
+    const row = table.insertRow();
+    row.dataset.key = key;
+    row.insertCell().textContent = key.replaceAll("_", " ");
+    row.insertCell().textContent = shadow[key] == null ? "–" : shadow[key];
+  }
+  box.appendChild(table);
+  const examples = document.createElement("ul");
+  for (const e of (shadow.examples || []).slice(0, 5)) {
+    const li = document.createElement("li");
+    li.textContent = `#${e.trigger_id}: ${e.live} -> ${e.candidate} (${e.candidate_reason || e.reason || ""})`;
+    examples.appendChild(li);
+  }
+  box.appendChild(examples);
 }
 
 // ---------------------------------------------------------------- NG parts
