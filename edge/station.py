@@ -212,7 +212,7 @@ class Station:
     def _start_outbox(self) -> Undo:
         if not self.mqtt_enabled:
             return None
-        self.outbox = Outbox(self.recipe.mqtt.outbox)
+        self.outbox = Outbox(self.recipe.mqtt.outbox, limits=self.recipe.mqtt.outbox_limits)
         return self.outbox.close
 
     def _start_archive(self) -> Undo:

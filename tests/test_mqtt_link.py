@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from edge.config.mqtt import MqttConfig
+from edge.config.mqtt import MqttConfig, OutboxLimitsConfig
 from edge.mqtt.client import MqttLink
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.topics import Topics
@@ -18,19 +18,21 @@ def _link(broker, outbox, root="iad/t/s1", **kw):
 
 
 def test_outbox_is_fifo_and_survives_reopen(tmp_path):
-    box = Outbox(tmp_path / "o.sqlite")
+    fifo = OutboxLimitsConfig(drain="oldest_first")
+    box = Outbox(tmp_path / "o.sqlite", limits=fifo)
     ids = [box.put("t", f"m{i}".encode()) for i in range(5)]
     box.delete(ids[1])
     box.close()
-    box = Outbox(tmp_path / "o.sqlite")
+    box = Outbox(tmp_path / "o.sqlite", limits=fifo)
     assert [r.payload for r in box.pending(10)] == [b"m0", b"m2", b"m3", b"m4"]
     assert [r.payload for r in box.pending(10, after_id=ids[2])] == [b"m3", b"m4"]
     box.close()
+    assert [r.payload for r in Outbox(tmp_path / "o.sqlite").pending(10)] == [b"m4", b"m3", b"m2", b"m0"]  # default
 
 
 def test_results_are_deleted_only_after_puback_and_drain_in_order_after_outage(tmp_path, mosquitto_broker, mqtt_recorder):
     rec = mqtt_recorder(mosquitto_broker, "iad/t/s1/#")
-    box = Outbox(tmp_path / "o.sqlite")
+    box = Outbox(tmp_path / "o.sqlite", limits=OutboxLimitsConfig(drain="oldest_first"))
     link = _link(mosquitto_broker, box)
     try:
         assert link.wait_connected(10)

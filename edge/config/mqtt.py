@@ -25,6 +25,26 @@ class MqttTlsConfig(StrictModel):
         return self
 
 
+class OutboxLimitsConfig(StrictModel):
+    """Caps on the result outbox, so a long broker outage cannot fill the disk or bury fresh results.
+
+    When a cap is reached the oldest results are dropped (counted on ``status`` as
+    ``mqtt.outbox_dropped``); decisions are never in the outbox, so nothing here
+    touches them.
+    """
+
+    max_rows: Optional[int] = Field(100000, ge=1, description="Most results kept waiting; the oldest beyond it are dropped. null: no row cap.")
+    max_mb: Optional[float] = Field(256.0, gt=0, description="Most megabytes of result payloads kept waiting; the oldest beyond it are dropped. null: no size cap.")
+    max_age_h: Optional[float] = Field(
+        168.0, gt=0, description="Results older than this many hours are dropped undelivered (a week by default). null: kept until delivered."
+    )
+    drain: Literal["newest_first", "oldest_first"] = Field(
+        "newest_first",
+        description="Order of delivery after an outage: 'newest_first' sends fresh results before the backlog "
+        "(consumers order by trigger_time), 'oldest_first' in trigger order.",
+    )
+
+
 class MqttConfig(StrictModel):
     """Broker address, credentials and topics. Topics live under `iad/<line>/<station>/`."""
 
@@ -43,6 +63,9 @@ class MqttConfig(StrictModel):
     )
     outbox: RecipePath = Field(
         "outbox.sqlite", description="SQLite outbox that keeps full results until the broker acknowledges them."
+    )
+    outbox_limits: OutboxLimitsConfig = Field(
+        default_factory=OutboxLimitsConfig, description="Caps (rows, megabytes, age) and drain order of the outbox."
     )
 
     @model_validator(mode="after")

@@ -79,6 +79,10 @@ class MqttLink:
         self.max_inflight_results = max_inflight_results
         self.status_interval_s = status_interval_s
         self.identity = dict(identity or {})  # e.g. session, line, station: in every status, the will too
+        # While this says True (the lane has a frame in flight) no result is handed to the socket, so a burst
+        # of results (e.g. an outage's backlog) never sits in front of a decision; held at most max_hold_s.
+        self.hold_results: Optional[Callable[[], bool]] = None
+        self.max_hold_s = 0.5
         self.reconnects = 0
         self.connects = 0
         self.results_acked = 0
@@ -182,8 +186,11 @@ class MqttLink:
         else:
             body["time"] = now
             body.update(self.status_provider())
+            outbox = self.outbox.stats()
             body.setdefault("mqtt", {}).update(
-                {"reconnects": self.reconnects, "outbox_pending": self.outbox.count(), "last_error": self.last_error}
+                {"reconnects": self.reconnects, "outbox_pending": outbox["rows"], "outbox_bytes": outbox["bytes"],
+                 "outbox_dropped": outbox["dropped_total"], "outbox_dropped_by": outbox["dropped"],
+                 "last_error": self.last_error}
             )
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
@@ -276,15 +283,15 @@ class MqttLink:
     def _drain_loop(self) -> None:
         inflight: dict[int, int] = {}  # mid -> outbox row id, for the current connection only
         generation = 0
-        last_sent = 0
         next_status = time.monotonic() + self.status_interval_s
+        held_since: Optional[float] = None
         while True:
-            self._wake.wait(0.25)
+            self._wake.wait(0.005 if held_since is not None else 0.25)
             self._wake.clear()
             if self._stop.is_set():
                 return
             if generation != self._generation:
-                generation, inflight, last_sent = self._generation, {}, 0
+                generation, inflight = self._generation, {}
             while True:
                 try:
                     gen, mid = self._acks.get_nowait()
@@ -303,9 +310,16 @@ class MqttLink:
             room = self.max_inflight_results - len(inflight)
             if room <= 0:
                 continue
-            for row in self.outbox.pending(room, after_id=last_sent):
+            hold = self.hold_results
+            if hold is not None and hold():
+                held_since = held_since if held_since is not None else time.monotonic()
+                if time.monotonic() - held_since < self.max_hold_s:
+                    continue  # a frame is in flight: its decision goes out first
+                room = 1  # a lane busy without pause: one result at a time, never a burst
+            else:
+                held_since = None
+            for row in self.outbox.pending(room, exclude=set(inflight.values())):
                 info = client.publish(row.topic, row.payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break
                 inflight[info.mid] = row.id
-                last_sent = row.id
