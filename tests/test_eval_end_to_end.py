@@ -48,12 +48,13 @@ def test_eval_full_report(tiny_recipe_path, eval_dataset_dir, tmp_path, capsys):
 
     with open(out / "scores.csv", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["category", "path", "label", "score"]
+    assert rows[0] == ["category", "path", "label", "score", "verdict"]
     assert len(rows) == 1 + len(CATEGORIES) * EVAL_TEST
-    for category, path, label, score in rows[1:]:
+    for category, path, label, score, verdict in rows[1:]:
         assert (eval_dataset_dir / path).is_file()
         assert label == ("0" if "/test/good/" in path else "1")
         assert math.isfinite(float(score))
+        assert verdict in ("OK", "NG")
 
     plots = ["roc.png", "pro.png", "categories.png"] + [f"worst_{c}.png" for c in CATEGORIES]
     for name in plots:
