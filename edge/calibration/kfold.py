@@ -18,6 +18,7 @@ from edge.bank import Bank, build_bank
 from edge.calibration.datasets import Sample
 from edge.calibration.features import FeatureCachingExpert
 from edge.inspector import Inspector
+from edge.words import count
 
 
 @dataclass
@@ -59,7 +60,7 @@ def score_held_out(
             result = inspector.inspect(sample.image)
             out[index] = Scored(sample, float(result.score), result.anomaly_map, fold)
         if progress:
-            progress(f"fold {fold + 1}/{folds}: {len(held)} held-out good image(s) scored against a bank of {len(train)}")
+            progress(f"fold {fold + 1}/{folds}: {count(len(held), 'held-out good image')} scored against a bank of {len(train)}")
     return [s for s in out if s is not None]
 
 

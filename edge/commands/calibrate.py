@@ -32,6 +32,7 @@ from edge.calibration.report import write_report
 from edge.calibration.thresholds import Proposal, propose
 from edge.config import load_recipe
 from edge.outputs import Output, check_outputs, dir_output, file_output, output_set
+from edge.words import count
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if len(good) >= 2:
             good_scored = score_held_out(expert, cache, good, recipe, args.folds, progress=say)
             if defects and say:
-                say(f"scoring {len(defects)} defect image(s) against the full bank ...")
+                say(f"scoring {count(len(defects), 'defect image')} against the full bank ...")
             defect_scored = score_defects(expert, bank, defects, recipe, progress=say)
             proposal = propose(good_scored, defect_scored, recipe, args.target_frr, args.margin)
             if proposal.pixel_capped_by:
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         say("writing bank, thresholds and report (plots) ...")
     with output_set(outputs) as staged:
         bank.save(staged.stage(outputs[0]))
-        written.append(f"bank: {bank_path} ({bank.size} patches from {len(good)} good {_plural(len(good), 'image')})")
+        written.append(f"bank: {bank_path} ({count(bank.size, 'patch')} from {count(len(good), 'good image')})")
         prototypes_rel = None
         if prototypes is not None and prototypes_path is not None:
             prototypes.save(staged.stage(outputs[3]))
@@ -205,10 +206,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_summary(proposal, generated, report, notes)
     return 0
-
-
-def _plural(count: int, word: str) -> str:
-    return word if count == 1 else f"{word}s"
 
 
 def _print_summary(proposal: Proposal, generated: Path, report: Path, notes: list[str]) -> None:

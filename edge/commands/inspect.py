@@ -22,6 +22,7 @@ from edge.imageio import read_image, write_image_atomic
 from edge.outputs import check_outputs, dir_output, output_set
 from edge.overlay import render_overlay
 from edge.sources.folder import list_images
+from edge.words import count
 
 SUMMARY = "summary.json"  # also marks the folder as inspect's own output (replaced on the next run)
 LARGE_FRAME_PX = 4_000_000  # frames above this get a line before they are inspected (they take seconds)
@@ -103,10 +104,6 @@ def run(args: argparse.Namespace) -> int:
                    "results": rows}
         write_text_atomic(folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
     seconds = time.perf_counter() - started
-    print(f"{len(images)} {_plural(len(images), 'image')}: {counts.get('NG', 0)} NG, {counts.get('OK', 0)} OK "
+    print(f"{count(len(images), 'image')}: {counts.get('NG', 0)} NG, {counts.get('OK', 0)} OK "
           f"in {seconds:.1f} s; results and overlays in {args.out}/ ({SUMMARY})")
     return 0
-
-
-def _plural(count: int, word: str) -> str:
-    return word if count == 1 else f"{word}s"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge.words import count
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -39,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
         bit_depth=args.bit_depth,
         overwrite=args.overwrite,
     )
-    print(f"wrote {len(names)} categories to {args.out}: {', '.join(names)}")
+    print(f"wrote {count(len(names), 'category')} to {args.out}: {', '.join(names)}")
     return 0

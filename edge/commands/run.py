@@ -69,6 +69,10 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         shadow=args.shadow, commands=True, notify=True, observers=(printer,), drain_timeout_s=args.drain_timeout,
     ))
     station.build()  # everything but the frame flow; a bad --shadow candidate or TLS file raises here
+    if recipe.source.type == "folder" and getattr(recipe.source, "rate_hz", None) is None:
+        print("note: source.type folder replays files, it is not a camera: without source.rate_hz each file is read "
+              "when the lane is free and its decision window starts then; `late` counts decisions that missed the "
+              "window anyway. Set source.rate_hz to pace the files like the line's trigger.", file=sys.stderr)
     try:
         link = station.link
         if link is not None:

@@ -22,6 +22,7 @@ from edge.evaluation.metrics import PRO_FPR_LIMIT
 from edge.evaluation.operating_point import merge, operating_point, pct
 from edge.evaluation.runner import METRICS, EvalResult
 from edge.evaluation.staging import check_output_dir, staged_dir
+from edge.words import count
 
 __all__ = ["check_output_dir", "write_report", "metrics_document"]
 
@@ -236,7 +237,7 @@ def report_markdown(result: EvalResult, doc: dict[str, Any], worst_files: dict[s
     parts = [
         "# Evaluation report",
         "",
-        f"- dataset: `{doc['dataset']}` ({doc['dataset_format']} layout, {len(result.categories)} categories)",
+        f"- dataset: `{doc['dataset']}` ({doc['dataset_format']} layout, {count(len(result.categories), 'category')})",
         f"- recipe: `{doc['recipe']}`",
         f"- expert: {doc['expert'].get('architecture') or 'unknown'} at {doc['expert']['resolution']} px "
         f"({doc['expert']['tiling']}), providers {', '.join(doc['expert']['providers']) or 'n/a'}",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from edge.errors import IadError
-from edge.outputs import OutputPathError, check_output, dir_output
+from edge.outputs import DIR_MODE, FILE_MODE, OutputPathError, check_output, dir_output
 
 
 class OutputDirError(IadError):
@@ -44,6 +44,12 @@ def staged_dir(out: Path, overwrite: bool = False, marker: Optional[str] = None)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield staging
+        for root, dirs, files in os.walk(staging):  # the same modes as every other output (docs/deploy.md)
+            for name in files:
+                os.chmod(os.path.join(root, name), FILE_MODE)
+            for name in dirs:
+                os.chmod(os.path.join(root, name), DIR_MODE)
+        staging.chmod(DIR_MODE)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
