@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -84,6 +84,8 @@ class Inspector:
         self.bank_warnings: list[str] = []  # what edge/bank_fit.py found worth saying about the loaded bank
         self._bank_stamp: Optional[tuple[int, int]] = None
         self._sizes_seen: set[tuple[int, int]] = set()
+        # called as progress(tiles_done, tiles_total) during a frame of many tiles (the CLI's `inspect`; never the lane)
+        self.progress: Optional[Callable[[int, int], None]] = None
         if bank is not None:
             self.set_bank(bank)
 
@@ -155,6 +157,18 @@ class Inspector:
                 log.warning("frame %dx%d is outside the %s range the bank was calibrated on; scores may not be comparable",
                             width, height, f"{lo[0]}x{lo[1]}..{hi[0]}x{hi[1]}")
 
+    def _run_tiles(self, tiles: np.ndarray, max_batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The expert over all tiles; with ``self.progress`` set and many tiles, in chunks with a report after each."""
+        report = self.progress
+        if report is None or tiles.shape[0] <= max_batch * 4:
+            return run_batched(self.expert, tiles, max_batch)
+        chunk = max_batch * 4
+        parts = []
+        for start in range(0, tiles.shape[0], chunk):
+            parts.append(run_batched(self.expert, tiles[start : start + chunk], max_batch))
+            report(min(start + chunk, tiles.shape[0]), tiles.shape[0])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def inspect(self, image: np.ndarray) -> InspectionResult:
         """Inspect one frame (gray or BGR, uint8 or uint16, any size)."""
         recipe, bank = self.recipe, self.bank  # one consistent snapshot for this frame
@@ -181,7 +195,7 @@ class Inspector:
         timings["preprocess"] = _ms(t0)
 
         t1 = time.perf_counter()
-        distances, features = run_batched(self.expert, tiles, recipe.tiling.max_batch)
+        distances, features = self._run_tiles(tiles, recipe.tiling.max_batch)
         require_finite(distances, "expert patch distances")  # e.g. an FP16 overflow: fail-safe, never a silent OK
         require_finite(features, "expert patch features")
         timings["expert"] = _ms(t1)
