@@ -25,7 +25,6 @@ from edge.sources.folder import list_images
 from edge.words import count
 
 SUMMARY = "summary.json"  # also marks the folder as inspect's own output (replaced on the next run)
-LARGE_FRAME_PX = 4_000_000  # frames above this get a line before they are inspected (they take seconds)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,14 +78,13 @@ def run(args: argparse.Namespace) -> int:
     inspector = Inspector.from_recipe(recipe, bank_path=args.bank)
     for warning in inspector.bank_warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    inspector.progress = _tile_progress
     counts = {"OK": 0, "NG": 0}
     rows = []
     started = time.perf_counter()
     with output_set([out]) as staged:
         folder = staged.stage(out)
         for number, (path, image) in enumerate(images, start=1):
-            if image.shape[0] * image.shape[1] > LARGE_FRAME_PX:
-                print(f"{path.name}: {image.shape[1]}x{image.shape[0]} frame, inspecting ...", file=sys.stderr, flush=True)
             result = inspector.inspect(image)
             record = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), **result.to_json()}
             write_text_atomic(folder / f"{path.stem}.json", json.dumps(record, indent=2) + "\n")
@@ -107,3 +105,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{count(len(images), 'image')}: {counts.get('NG', 0)} NG, {counts.get('OK', 0)} OK "
           f"in {seconds:.1f} s; results and overlays in {args.out}/ ({SUMMARY})")
     return 0
+
+
+def _tile_progress(done: int, total: int) -> None:
+    """One line per chunk of tiles for a frame cut into many (a large frame takes seconds)."""
+    print(f"  tiles {done}/{total}", file=sys.stderr, flush=True)
