@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import yaml
 
 from edge.config import load_recipe
@@ -86,3 +87,42 @@ def test_shadow_bad_candidate_is_refused_before_the_line_starts(tmp_path, tiny_e
         station.build()
     assert "unknown key 'pixle' — did you mean 'pixel'?" in str(info.value)
     assert station.lane is not None and station.lane._closed, "what was built before the shadow step is undone"
+
+
+def test_shadow_verdicts_are_exactly_the_independently_predicted_ones(
+        tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder):
+    """A candidate threshold between the live OK scores: which triggers change, and with which scores, is
+    predicted frame by frame by two plain Inspectors on the same synthetic frames, and the shadow must agree."""
+    from edge.inspector import Inspector
+    from edge.sources.synthetic import SyntheticSource
+
+    shutil.copy(tiny_bank_path, tmp_path / "bank.npz")
+    live_recipe = load_recipe(write_recipe(tmp_path, tiny_expert_dir, name="predict-live.yaml"))
+    source = SyntheticSource(live_recipe.source)
+    frames = [frame for frame, _ in zip(source, range(FRAMES))]
+    source.close()
+    live_inspector = Inspector.from_recipe(live_recipe)
+    predicted_live = [live_inspector.inspect(f.image) for f in frames]
+    ok_scores = sorted(r.score for r in predicted_live if r.verdict == "OK")
+    assert len(ok_scores) >= 2 and ok_scores[0] < ok_scores[-1]
+    threshold = round((ok_scores[0] + ok_scores[-1]) / 2, 6)
+    candidate = {"thresholds": {"image_score": threshold, "pixel": live_recipe.thresholds.pixel}}
+    candidate_recipe = load_recipe(write_recipe(tmp_path, tiny_expert_dir, candidate, name="predict-candidate.yaml"))
+    candidate_inspector = Inspector.from_recipe(candidate_recipe)
+    predicted_candidate = [candidate_inspector.inspect(f.image).verdict for f in frames]
+    changes = [i for i in range(FRAMES) if predicted_candidate[i] != predicted_live[i].verdict]
+    assert 0 < len(changes) < len(ok_scores)  # some OK parts turn NG, not all
+
+    plc, shadow, live, _ = _run(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, mqtt_recorder,
+                                candidate_overrides=candidate)
+    summary = shadow.summary()
+    assert [v for _, v in sorted(live)] == [r.verdict for r in predicted_live]
+    assert summary["compared"] == summary["redecided"] == FRAMES and summary["errors"] == 0
+    assert summary["changed"] == summary["ok_to_ng"] == len(changes) and summary["ng_to_ok"] == 0
+    assert [e["trigger_id"] for e in summary["examples"]] == changes[:10]
+    for e in summary["examples"]:
+        assert e["score"] == pytest.approx(predicted_live[e["trigger_id"]].score, abs=1e-5)
+        assert (e["live"], e["candidate"]) == ("OK", "NG")
+    assert plc.wait_for(lambda m: len([x for x in m if x.topic.endswith("/decision")]) == FRAMES)
+    assert {x.json["trigger_id"]: x.json["verdict"] for x in plc.on("/decision")} == {
+        i: r.verdict for i, r in enumerate(predicted_live)}  # the PLC only ever hears the live recipe
