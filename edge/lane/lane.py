@@ -25,15 +25,18 @@ Pipeline (three threads, bounded queues between them)::
 
 Hooks for other parts of the appliance (all thread-safe):
 
-* ``lane.apply_recipe(recipe) -> Future``: applied by the inspection thread
-  between two frames (thresholds, rules, ROI, window, fail-safe, payload format,
-  topic root; a new bank or expert via ``Inspector.update_recipe``). The future
-  resolves to None or raises the load error, in which case the old recipe stays.
-  Not changed by a live recipe: the source (camera settings), the broker
-  connection (host, credentials, outbox file) and the archive settings; those
-  need a restart of the lane.
-  Note a bank/expert load runs in the inspection thread: frames arriving
-  meanwhile queue up (and get fail-safe decisions if the queue fills).
+* ``lane.apply_recipe(recipe) -> Future``: a new recipe's expert, bank and
+  prototypes are loaded on the ``lane-reload`` thread (``Inspector.prepare_recipe``)
+  while frames keep flowing; the inspection thread then swaps it in between two
+  frames (``Inspector.commit_recipe``: references, plus the bank upload when the
+  expert stays), within 50 ms even when no frame comes. No load time lands on a
+  frame. The future resolves to None or raises the load error, in which case the
+  old recipe stays and whatever the failed load opened is closed; only the newest
+  of several quick edits is loaded (the others are "superseded"); once
+  :meth:`stop` began, nothing is loaded or swapped any more. Not changed by a
+  live recipe: the source (camera settings), the broker connection (host,
+  credentials, outbox file) and the archive settings; those need a restart of
+  the lane.
 * ``lane.add_observer(cb)``: ``cb(frame, result_or_None, decision)`` for every
   decision, called from the post thread (never the hot path); exceptions are
   logged and ignored. Used by shadow mode and the assistant's NG jobs.
@@ -120,8 +123,10 @@ class Lane:
         self._busy_listeners: list[Callable[[bool], None]] = []
         self._extras: dict[str, Any] = {}
         self._extras_lock = threading.Lock()
-        self._pending_recipe: Optional[tuple[Recipe, Future]] = None
         self._recipe_lock = threading.Lock()
+        self._reload_q: "queue.Queue[Optional[tuple[Recipe, Future]]]" = queue.Queue()
+        self._prepared: Optional[tuple[Any, Recipe, Future]] = None  # loaded, waiting for the gap between frames
+        self._reload_thread: Optional[threading.Thread] = None
         self._inspect_q: "queue.Queue[Optional[tuple[Frame, float]]]" = queue.Queue(maxsize=1 if self.pull else queue_size)
         self._post_q: "queue.Queue[Optional[tuple[Frame, Optional[InspectionResult], Decision]]]" = queue.Queue(maxsize=256)
         self._slots = threading.Semaphore(self._inspect_q.maxsize)
@@ -159,14 +164,21 @@ class Lane:
             self._extras[key] = value
 
     def apply_recipe(self, recipe: Recipe) -> "Future[None]":
-        """Queue a recipe to be applied between two frames; the future says whether it took."""
+        """Load ``recipe`` in the background and swap it in between two frames; the future says whether it took."""
         future: "Future[None]" = Future()
         with self._recipe_lock:
-            if self._pending_recipe is not None:
-                self._pending_recipe[1].set_exception(RuntimeError("superseded by a newer recipe"))
-            self._pending_recipe = (recipe, future)
-        if not self._started or self._closed:
-            self._apply_pending_recipe()
+            closed, started = self._closed, self._started
+            if not closed and started:
+                self._reload_q.put((recipe, future))
+        if closed:
+            future.set_exception(RuntimeError("the lane has stopped"))
+        elif not started:  # no frames yet: load and swap right here
+            try:
+                prepared = self._prepare(recipe)
+            except Exception as exc:  # noqa: BLE001 - keep the running recipe
+                self._rejected(future, exc)
+            else:
+                self._commit(prepared, recipe, future)
         return future
 
     def status(self) -> dict[str, Any]:
@@ -206,9 +218,12 @@ class Lane:
             threading.Thread(target=self._inspect_loop, name="lane-inspect", daemon=True),
             threading.Thread(target=self._post_loop, name="lane-post", daemon=True),
         ]
-        self._started = True
+        self._reload_thread = threading.Thread(target=self._reload_loop, name="lane-reload", daemon=True)
+        with self._recipe_lock:
+            self._started = True
         for thread in self._threads:
             thread.start()
+        self._reload_thread.start()
         return self
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -217,9 +232,10 @@ class Lane:
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Clean shutdown: stop acquiring, decide every frame already taken, write results, publish ``stopped``."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._recipe_lock:
+            if self._closed:
+                return
+            self._closed = True  # from now on apply_recipe refuses: nothing loads or swaps beside a last frame
         self._stop.set()
         try:
             self.source.close()  # first: an acquisition thread waiting for a trigger returns now
@@ -228,6 +244,9 @@ class Lane:
         if self._started:
             acquire, inspect, post = self._threads
             acquire.join(10)
+            self._reload_q.put(None)
+            if self._reload_thread is not None:
+                self._reload_thread.join(120)  # a load under way finishes (it touches nothing frames use)
             self._inspect_q.put(None)
             inspect.join(60)
             self._post_q.put(None)
@@ -239,7 +258,11 @@ class Lane:
         if self.outbox is not None:
             self.pending_results = self.outbox.count()
             self.outbox.close()
-        self._apply_pending_recipe()  # resolve a future nobody will apply any more
+        with self._recipe_lock:
+            leftover, self._prepared = self._prepared, None
+        if leftover is not None:  # loaded but never swapped in: close what it opened
+            self._discard(leftover[0])
+            leftover[2].set_exception(RuntimeError("the lane has stopped"))
 
     def run(self, max_frames: Optional[int] = None, stop_event: Optional[threading.Event] = None) -> dict[str, int]:
         """Start, run until ``max_frames``/source end/``stop_event``, stop cleanly; returns the counters."""
@@ -293,21 +316,70 @@ class Lane:
         return f"{self.session}-r{reconnects}" if reconnects else self.session
 
     # ------------------------------------------------------------------ inspect
-    def _apply_pending_recipe(self) -> None:
+    def _reload_loop(self) -> None:
+        """``lane-reload``: load each new recipe off the frame path; only the newest of a burst is loaded."""
+        while True:
+            items = [self._reload_q.get()]
+            while True:
+                try:
+                    items.append(self._reload_q.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in items
+            pending = [item for item in items if item is not None]
+            for _, older in pending[:-1]:
+                older.set_exception(RuntimeError("superseded by a newer recipe"))
+            if pending and (stopping or self._closed):
+                pending[-1][1].set_exception(RuntimeError("the lane has stopped"))
+            elif pending:
+                recipe, future = pending[-1]
+                try:
+                    prepared = self._prepare(recipe)
+                except Exception as exc:  # noqa: BLE001 - keep the running recipe
+                    self._rejected(future, exc)
+                else:
+                    with self._recipe_lock:
+                        older_item, self._prepared = self._prepared, (prepared, recipe, future)
+                    if older_item is not None:  # never swapped in: superseded by this one
+                        self._discard(older_item[0])
+                        older_item[2].set_exception(RuntimeError("superseded by a newer recipe"))
+            if stopping:
+                return
+
+    def _prepare(self, recipe: Recipe) -> Any:
+        prepare = getattr(self.inspector, "prepare_recipe", None)
+        return prepare(recipe) if prepare is not None else recipe  # an inspector without it loads at commit
+
+    def _discard(self, prepared: Any) -> None:
+        discard = getattr(self.inspector, "discard_recipe", None)
+        if discard is not None:
+            try:
+                discard(prepared)
+            except Exception:  # noqa: BLE001
+                log.exception("closing a recipe that was never applied")
+
+    def _rejected(self, future: "Future[None]", exc: BaseException) -> None:
+        self.counters.add("recipe_rejected")
+        self.set_status_field("recipe_error", str(exc))
+        future.set_exception(exc)
+
+    def _commit_prepared(self) -> None:
+        """Between two frames (inspection thread): swap in a recipe the reload thread has loaded."""
         with self._recipe_lock:
-            pending, self._pending_recipe = self._pending_recipe, None
-        if pending is None:
-            return
-        recipe, future = pending
-        if self._closed and self._started and not self._threads[1].is_alive():
-            future.set_exception(RuntimeError("the lane has stopped"))
-            return
+            item, self._prepared = self._prepared, None
+        if item is not None:
+            self._commit(*item)
+
+    def _commit(self, prepared: Any, recipe: Recipe, future: "Future[None]") -> None:
+        commit = getattr(self.inspector, "commit_recipe", None)
         try:
-            self.inspector.update_recipe(recipe)
+            if commit is not None:
+                commit(prepared)
+            else:
+                self.inspector.update_recipe(recipe)
         except Exception as exc:  # noqa: BLE001 - keep the running recipe
-            self.counters.add("recipe_rejected")
-            self.set_status_field("recipe_error", str(exc))
-            future.set_exception(exc)
+            self._discard(prepared)
+            self._rejected(future, exc)
             return
         self.recipe = recipe
         self.topics = Topics(recipe.topic_root)
@@ -332,13 +404,17 @@ class Lane:
 
     def _inspect_loop(self) -> None:
         while True:
-            item = self._inspect_q.get()
+            try:
+                item = self._inspect_q.get(timeout=0.05)
+            except queue.Empty:
+                self._commit_prepared()  # no frame: a loaded recipe does not wait for one
+                continue
             if item is None:
                 return
             if self.pull:
                 self._slots.release()
             frame, enqueued = item
-            self._apply_pending_recipe()
+            self._commit_prepared()
             self._set_busy(True)
             try:
                 self._inspect_one(frame, enqueued)
