@@ -6,6 +6,7 @@ PLC result, the archive overlay and the assistant's grounded explanation.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import cv2
@@ -96,3 +97,23 @@ def pool_region_feature(mask: np.ndarray, centers: np.ndarray, valid: np.ndarray
         pooled = features[int(np.argmin(d2))]
     norm = float(np.linalg.norm(pooled))
     return (pooled / norm if norm > 0 else pooled).astype(np.float32)
+
+
+def with_features(regions: list[Region], roi_map: np.ndarray, pixel_threshold: float, offset: tuple[int, int],
+                  centers: np.ndarray, valid: np.ndarray, features: np.ndarray) -> list[Region]:
+    """Copies of ``regions`` carrying their pooled patch feature (:func:`pool_region_feature`).
+
+    ``roi_map`` is the ROI's anomaly map, ``offset`` the ROI's (x, y) in the frame,
+    ``centers``/``valid`` the ROI-pixel centres of the patches (``edge.tiling.patch_centers``)
+    and ``features`` their [P, D] features in the same order.
+    """
+    ox, oy = offset
+    out = []
+    for region in regions:
+        mask = region_mask(region, roi_map.shape, roi_map, pixel_threshold, offset)
+        x0, y0, x1, y1 = region.bbox
+        window = np.where(mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox], roi_map[y0 - oy : y1 - oy, x0 - ox : x1 - ox], -np.inf)
+        py, px = np.unravel_index(int(np.argmax(window)), window.shape)
+        peak_yx = (int(py) + y0 - oy, int(px) + x0 - ox)
+        out.append(dataclasses.replace(region, feature=pool_region_feature(mask, centers, valid, features, peak_yx)))
+    return out

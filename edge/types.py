@@ -7,9 +7,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional, Protocol
 
 import numpy as np
+
+
+class Verdict(str, Enum):
+    """OK or NG (a string enum: compares, prints, formats and serialises as ``"OK"``/``"NG"``)."""
+
+    OK = "OK"
+    NG = "NG"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 @dataclass
@@ -77,7 +91,7 @@ class InspectionResult:
     """Everything the expert and the rules concluded about one image."""
 
     score: float
-    verdict: str  # "OK" | "NG"
+    verdict: Verdict
     reason: str
     regions: list[Region]
     anomaly_map: np.ndarray = field(repr=False)  # float32, frame size (zeros outside the ROI)
@@ -107,7 +121,7 @@ class Decision:
     """
 
     trigger_id: int
-    verdict: str
+    verdict: Verdict
     reason: str
     score: Optional[float]
     trigger_time: float

@@ -20,22 +20,35 @@ region rejects.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Protocol
+
+import numpy as np
 
 from edge.config.decision import ZoneConfig
 from edge.config.recipe import Recipe
 from edge.errors import NonFiniteError
-from edge.types import Region
+from edge.types import Region, Verdict
+
+
+class TypeMatcher(Protocol):
+    """Nearest defect types of a region feature (:class:`edge.prototypes.Prototypes` implements it)."""
+
+    def match(self, feature: Optional[np.ndarray], k: int = 3) -> list[dict[str, object]]: ...
 
 
 @dataclass(frozen=True)
-class Verdict:
-    verdict: str  # "OK" | "NG"
+class Judgement:
+    """The verdict with its reason, and the regions as judged (``rejects``, ``zone``, ``defect_type`` set).
+
+    The regions are new objects: :func:`decide` never changes the ones it is given.
+    """
+
+    verdict: Verdict
     reason: str
+    regions: tuple[Region, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class RegionRule:
     zone: Optional[str]
     min_area_px: int
     why: str
+    defect_type: Optional[str] = None
 
 
 def zone_of(region: Region, zones: list[ZoneConfig]) -> Optional[ZoneConfig]:
@@ -57,95 +71,80 @@ def zone_of(region: Region, zones: list[ZoneConfig]) -> Optional[ZoneConfig]:
     return None
 
 
-_PROTOTYPES: dict[Path, tuple[tuple[int, int], Any]] = {}
-_PROTOTYPES_LOCK = threading.Lock()
-
-
-def _prototypes(path: Path) -> Any:
-    """Defect-type prototypes, loaded once per file version (reloaded when calibrate rewrites the file)."""
-    from edge.prototypes import Prototypes
-
-    st = path.stat() if path.is_file() else None
-    stamp = (st.st_mtime_ns, st.st_size) if st else (-1, -1)
-    with _PROTOTYPES_LOCK:
-        cached = _PROTOTYPES.get(path)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, Prototypes.load(path))  # a missing file raises: the lane decides fail-safe, with the reason
-            _PROTOTYPES[path] = cached
-        return cached[1]
-
-
-def region_defect_type(region: Region, recipe: Recipe) -> Optional[str]:
+def region_defect_type(region: Region, recipe: Recipe, prototypes: Optional[TypeMatcher] = None) -> Optional[str]:
     """The region's defect type: already set, or its nearest prototype when always_reject needs it."""
     known = region.defect_type
-    if known is not None or not recipe.rules.always_reject or recipe.assistant.prototypes is None:
+    if known is not None or not recipe.rules.always_reject or prototypes is None or region.feature is None:
         return known
-    if region.feature is None:
-        return None
-    best = _prototypes(Path(recipe.assistant.prototypes)).match(region.feature, k=1)
-    if best and best[0]["similarity"] >= recipe.rules.type_min_similarity:
-        region.defect_type = best[0]["type"]  # shown in results
-        return region.defect_type
+    best = prototypes.match(region.feature, k=1)
+    if best and float(best[0]["similarity"]) >= recipe.rules.type_min_similarity:  # type: ignore[arg-type]
+        return str(best[0]["type"])
     return None
 
 
-def judge_region(region: Region, recipe: Recipe) -> RegionRule:
+def judge_region(region: Region, recipe: Recipe, prototypes: Optional[TypeMatcher] = None) -> RegionRule:
     """Apply the rules to one region (see the module docstring for the order)."""
     rules = recipe.rules
     zone = zone_of(region, list(rules.zones)) if rules.zones else None
     zone_name = zone.name if zone is not None else None
-    defect_type = region_defect_type(region, recipe)
+    defect_type = region_defect_type(region, recipe, prototypes)
     if defect_type is not None and defect_type in rules.always_reject:
-        return RegionRule(True, zone_name, 0, f"{defect_type} always rejects")
+        return RegionRule(True, zone_name, 0, f"{defect_type} always rejects", defect_type)
     if zone is not None and zone.ignore:
-        return RegionRule(False, zone_name, 0, f"zone {zone.name} is ignored")
+        return RegionRule(False, zone_name, 0, f"zone {zone.name} is ignored", defect_type)
     min_px = zone.min_area_px if zone is not None and zone.min_area_px is not None else rules.min_area_px
     min_mm2 = zone.min_area_mm2 if zone is not None and zone.min_area_mm2 is not None else rules.min_area_mm2
     if region.area_px < min_px:
-        return RegionRule(False, zone_name, min_px, f"{region.area_px} px < {min_px} px")
+        return RegionRule(False, zone_name, min_px, f"{region.area_px} px < {min_px} px", defect_type)
     if min_mm2 is not None and (region.area_mm2 or 0.0) < min_mm2:
-        return RegionRule(False, zone_name, min_px, f"{region.area_mm2 or 0.0:.3g} mm² < {min_mm2:g} mm²")
+        return RegionRule(False, zone_name, min_px, f"{region.area_mm2 or 0.0:.3g} mm² < {min_mm2:g} mm²", defect_type)
     if zone is not None and zone.pixel is not None and region.peak < zone.pixel:
-        return RegionRule(False, zone_name, min_px, f"peak {region.peak:.3f} < zone {zone.name} {zone.pixel:g}")
+        return RegionRule(False, zone_name, min_px, f"peak {region.peak:.3f} < zone {zone.name} {zone.pixel:g}", defect_type)
     why = f"{region.area_px} px >= {min_px} px"
     if min_mm2 is not None:
         why += f", {region.area_mm2 or 0.0:.3g} mm² >= {min_mm2:g} mm²"
-    return RegionRule(True, zone_name, min_px, why)
+    return RegionRule(True, zone_name, min_px, why, defect_type)
 
 
-def mark_rejecting_regions(regions: list[Region], recipe: Recipe) -> list[RegionRule]:
-    """Set ``region.rejects`` (and ``region.zone`` when zones are configured); return each region's rule."""
-    judged = []
+def judged_regions(regions: list[Region], recipe: Recipe,
+                   prototypes: Optional[TypeMatcher] = None) -> list[tuple[Region, RegionRule]]:
+    """Each region as judged (a copy with ``rejects``, ``defect_type`` and, with zones, ``zone`` set) and its rule."""
+    out = []
     for region in regions:
-        rule = judge_region(region, recipe)
-        region.rejects = rule.rejects
+        rule = judge_region(region, recipe, prototypes)
+        changes: dict[str, object] = {"rejects": rule.rejects, "defect_type": rule.defect_type}
         if recipe.rules.zones:
-            region.zone = rule.zone  # shown in results when zones exist
-        judged.append(rule)
-    return judged
+            changes["zone"] = rule.zone  # shown in results when zones exist
+        out.append((dataclasses.replace(region, **changes), rule))  # type: ignore[arg-type]
+    return out
 
 
-def decide(score: float, regions: list[Region], recipe: Recipe) -> Verdict:
+def decide(score: float, regions: list[Region], recipe: Recipe, prototypes: Optional[TypeMatcher] = None) -> Judgement:
     """NG when the image score reaches its threshold or any region rejects; otherwise OK.
 
+    Pure: the given regions are not changed (the judged copies are in the result) and
+    nothing is read from disk; ``prototypes`` (held by the inspector) name the regions'
+    defect types when ``rules.always_reject`` needs them.
     A NaN/inf score raises :class:`NonFiniteError` (``nan >= threshold`` is false, so
     it would otherwise pass the part); the lane answers with the fail-safe verdict.
     """
     if not math.isfinite(score):
         raise NonFiniteError(f"image score is {score}")
-    judged = mark_rejecting_regions(regions, recipe)
+    judged = judged_regions(regions, recipe, prototypes)
+    out = tuple(region for region, _ in judged)
     threshold = recipe.thresholds.image_score
     reasons = []
     if score >= threshold:
         reasons.append(f"image score {score:.3f} >= {threshold:.3f}")
-    rejecting = [(r, j) for r, j in zip(regions, judged) if j.rejects]
+    rejecting = [(r, j) for r, j in judged if j.rejects]
     if rejecting:
         top, rule = rejecting[0]
         more = f" (+{len(rejecting) - 1} more)" if len(rejecting) > 1 else ""
         where = f" in zone {rule.zone}" if rule.zone else ""
         reasons.append(f"region {top.location}{where} {rule.why}{more}")
     if reasons:
-        return Verdict("NG", "; ".join(reasons))
+        return Judgement(Verdict.NG, "; ".join(reasons), out)
     if recipe.rules.zones or recipe.rules.always_reject:
-        return Verdict("OK", f"image score {score:.3f} < {threshold:.3f}, no rejecting region")
-    return Verdict("OK", f"image score {score:.3f} < {threshold:.3f}, no region >= {recipe.rules.min_area_px} px")
+        return Judgement(Verdict.OK, f"image score {score:.3f} < {threshold:.3f}, no rejecting region", out)
+    return Judgement(Verdict.OK, f"image score {score:.3f} < {threshold:.3f}, no region >= {recipe.rules.min_area_px} px",
+                     out)

@@ -48,7 +48,7 @@ def test_config_rules_zone_overrides_min_area(tmp_path):
     verdict = decide(0.1, [small_in_seal], recipe)
     assert verdict.verdict == "NG"
     assert verdict.reason == "region center in zone seal 5 px >= 4 px"
-    assert small_in_seal.zone == "seal"
+    assert verdict.regions[0].zone == "seal"
     assert decide(0.1, [_region(150, 150, 5)], recipe).verdict == "OK"  # same size outside: general rule
 
 
@@ -56,7 +56,7 @@ def test_config_rules_ignored_zone_never_rejects(tmp_path):
     recipe = _recipe(tmp_path, ZONES)
     big_on_label = _region(350, 350, 5000)
     verdict = decide(0.1, [big_on_label], recipe)
-    assert verdict.verdict == "OK" and not big_on_label.rejects
+    assert verdict.verdict == "OK" and not verdict.regions[0].rejects
     assert decide(0.9, [big_on_label], recipe).verdict == "NG"  # the image score still applies
 
 
@@ -93,11 +93,15 @@ def test_config_rules_always_reject_by_prototype_match(tmp_path):
     prototypes_from_features({"crack": [crack], "spot": [spot]}).save(tmp_path / "protos.npz")
     recipe = _recipe(tmp_path, ZONES + "  always_reject: [crack]\n  type_min_similarity: 0.9\n",
                      "assistant:\n  prototypes: protos.npz\n")
+    from edge.prototypes import Prototypes
+
+    prototypes = Prototypes.load(tmp_path / "protos.npz")  # held by the inspector; decide() reads no file
     near_crack = _region(350, 350, 2)
     near_crack.feature = (crack + 0.05 * rng.standard_normal(32)).astype(np.float32)
-    verdict = decide(0.1, [near_crack], recipe)
-    assert verdict.verdict == "NG" and near_crack.defect_type == "crack"
+    verdict = decide(0.1, [near_crack], recipe, prototypes)
+    assert verdict.verdict == "NG" and verdict.regions[0].defect_type == "crack" and verdict.regions[0].rejects
+    assert near_crack.defect_type is None, "decide() must not change the regions it is given"
     unlike_any = _region(350, 350, 2)
     unlike_any.feature = rng.standard_normal(32).astype(np.float32)
-    assert decide(0.1, [unlike_any], recipe).verdict == "OK"
-    assert getattr(unlike_any, "defect_type", None) is None
+    judged = decide(0.1, [unlike_any], recipe, prototypes)
+    assert judged.verdict == "OK" and judged.regions[0].defect_type is None

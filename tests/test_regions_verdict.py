@@ -51,10 +51,33 @@ def test_verdict_rules(tmp_path):
     m[0:2, 0:2] = 0.9  # 4 px: below min_area_px
     small = extract_regions(m, 0.3)
     v = decide(0.2, small, recipe)
-    assert v.verdict == "OK" and not small[0].rejects
+    assert v.verdict == "OK" and not v.regions[0].rejects
     m[0:5, 0:5] = 0.9  # 25 px
     big = extract_regions(m, 0.3)
     v = decide(0.2, big, recipe)
     assert v.verdict == "NG" and "region top-left 25 px >= 10 px" in v.reason
     v = decide(0.6, [], recipe)
     assert v.verdict == "NG" and v.reason.startswith("image score 0.600 >= 0.500")
+
+
+def test_decide_is_pure_regions_unchanged_and_no_file_read(tmp_path, monkeypatch):
+    """decide() returns judged copies; the regions given stay as they were, and nothing is stat()ed per call."""
+    import os
+
+    from edge.config import parse_recipe
+    from edge.types import Region
+    from tests.fixtures.config import CONFIG_BASE_RECIPE
+
+    text = CONFIG_BASE_RECIPE.split("rules:\n")[0] + "rules:\n  min_area_px: 16\n  always_reject: [crack]\n"
+    text += "assistant:\n  prototypes: missing-protos.npz\n"
+    recipe = parse_recipe(text, tmp_path / "r.yaml")
+    region = Region(bbox=[0, 0, 10, 10], area_px=100, centroid=[5.0, 5.0], peak=0.9, mean=0.5, location="top-left",
+                    feature=np.ones(8, np.float32))
+    before = (region.rejects, region.zone, region.defect_type)
+    calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: calls.append(a) or real_stat(*a, **k))
+    judged = decide(0.1, [region], recipe)
+    assert judged.verdict == "NG" and judged.regions[0] is not region
+    assert (region.rejects, region.zone, region.defect_type) == before
+    assert not calls, f"decide() touched the file system: {calls}"

@@ -8,7 +8,7 @@ from pydantic import Field, Strict, field_validator, model_validator
 
 from edge.config.base import StrictModel, rule_error
 
-Verdict = Literal["OK", "NG"]
+VerdictName = Literal["OK", "NG"]  # in the recipe; edge.types.Verdict at run time
 Point = Annotated[tuple[Annotated[float, Strict()], Annotated[float, Strict()]], Strict(False)]
 """[x, y]: a YAML list (lax for the pair), strict numbers inside."""
 
@@ -177,4 +177,4 @@ class DecisionConfig(StrictModel):
         4, ge=1, le=256,
         description="Frames from a camera waiting for inspection; a frame arriving at a full queue gets the fail-safe verdict at once.",
     )
-    fail_safe: Verdict = Field("NG", description="Verdict published when the lane cannot decide in time or a stage fails.")
+    fail_safe: VerdictName = Field("NG", description="Verdict published when the lane cannot decide in time or a stage fails.")
