@@ -4,15 +4,17 @@ ROI crop → RGB → tiles → expert (patch distances + features) → stitched 
 (bilinear, σ = 4 px blur) → image score (top 1 %) → regions → verdict. This is
 the ``inspect`` path of the CLI and the decision core of the real-time lane.
 
-Thread safety: ``inspect`` may run on one thread while ``update_recipe`` is
-called from another; the recipe and bank are swapped as whole references, so
-a frame sees either the old or the new settings, never a mix.
+Thread safety: ``inspect`` may run on one thread while ``prepare_recipe``
+loads a new recipe's expert/bank on another; ``commit_recipe`` swaps them in
+as whole references between frames, so a frame sees either the old or the
+new settings, never a mix.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -72,6 +74,19 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+@dataclass
+class PreparedRecipe:
+    """A recipe with everything it needs already loaded (:meth:`Inspector.prepare_recipe`), ready to swap in."""
+
+    recipe: Recipe
+    expert: Expert
+    bank: Optional[Bank]
+    bank_path: Optional[Path]
+    upload_bank: bool  # same expert, new bank: upload when committing
+    warnings: list[str]
+    bank_stamp: Optional[tuple[int, int]]
+
+
 class Inspector:
     """Holds the loaded expert, the installed bank and the current recipe."""
 
@@ -116,30 +131,57 @@ class Inspector:
         self.expert.close()
 
     def update_recipe(self, recipe: Recipe) -> None:
-        """Apply a new recipe between frames.
+        """Apply a new recipe at once (:meth:`prepare_recipe` then :meth:`commit_recipe`); for callers without frames in flight."""
+        self.commit_recipe(self.prepare_recipe(recipe))
 
-        A changed ``expert`` section loads the new expert (and its bank) before
-        anything is swapped; a changed bank path or bank file reloads the bank.
-        If loading fails, the running expert, bank and recipe stay in place.
+    def prepare_recipe(self, recipe: Recipe) -> "PreparedRecipe":
+        """Load everything a new recipe needs, without touching what frames use (safe beside :meth:`inspect`).
+
+        A changed ``expert`` section loads the new expert (and uploads its bank to
+        it); a changed bank path or bank file loads the bank. This is where the
+        time goes, so the lane runs it on a background thread. If anything fails,
+        whatever this call opened (a new expert) is closed before the error
+        propagates, and nothing was swapped.
         """
-        expert, bank, bank_path = self.expert, self.bank, self.bank_path
-        if recipe.expert != self.recipe.expert:
-            expert = load_expert(recipe.expert)
-        check_resolution(recipe, expert)
-        new_path = Path(recipe.bank.path)
-        if expert is not self.expert or new_path != bank_path or _file_stamp(new_path) != self._bank_stamp:
-            bank = Bank.load(new_path)
-            bank.check_fits(expert, new_path)
-            self.bank_warnings = check_bank_fits_recipe(bank, recipe, new_path)
-            expert.set_bank(bank.features)
-            bank_path = new_path
-        elif bank is not None:
-            self.bank_warnings = check_bank_fits_recipe(bank, recipe, bank_path or "bank")  # e.g. a new tiling.mode
+        expert = self.expert
+        try:
+            if recipe.expert != self.recipe.expert:
+                expert = load_expert(recipe.expert)
+            check_resolution(recipe, expert)
+            bank, bank_path, upload = self.bank, self.bank_path, False
+            new_path = Path(recipe.bank.path)
+            if expert is not self.expert or new_path != bank_path or _file_stamp(new_path) != self._bank_stamp:
+                bank = Bank.load(new_path)
+                bank.check_fits(expert, new_path)
+                warnings = check_bank_fits_recipe(bank, recipe, new_path)
+                bank_path = new_path
+                if expert is not self.expert:
+                    expert.set_bank(bank.features)  # not serving frames yet: upload now, off the frame path
+                else:
+                    upload = True  # the running expert's bank is swapped between frames (commit_recipe)
+            else:
+                warnings = check_bank_fits_recipe(bank, recipe, bank_path or "bank") if bank is not None else self.bank_warnings
+        except BaseException:
+            if expert is not self.expert:
+                expert.close()  # a failed reload leaves nothing open behind it
+            raise
+        return PreparedRecipe(recipe, expert, bank, bank_path, upload, warnings,
+                              _file_stamp(bank_path) if bank_path else None)
+
+    def commit_recipe(self, prepared: "PreparedRecipe") -> None:
+        """Swap in a prepared recipe (between frames: a reference swap, plus the bank upload for the same expert)."""
+        if prepared.upload_bank and prepared.bank is not None:
+            prepared.expert.set_bank(prepared.bank.features)
         old_expert = self.expert
-        self.expert, self.bank, self.bank_path, self.recipe = expert, bank, bank_path, recipe
-        self._bank_stamp = _file_stamp(bank_path) if bank_path else None
-        if old_expert is not expert:
+        self.expert, self.bank, self.bank_path = prepared.expert, prepared.bank, prepared.bank_path
+        self.bank_warnings, self._bank_stamp, self.recipe = prepared.warnings, prepared.bank_stamp, prepared.recipe
+        if old_expert is not prepared.expert:
             old_expert.close()
+
+    def discard_recipe(self, prepared: "PreparedRecipe") -> None:
+        """Drop a prepared recipe that will not be committed (superseded, or the lane stopped): close its new expert."""
+        if prepared.expert is not self.expert:
+            prepared.expert.close()
 
     def _guard_frame(self, width: int, height: int, recipe: Recipe, bank: Bank) -> None:
         """Refuse a frame far larger than calibrated before it costs seconds and gigabytes (bounded memory)."""
