@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
@@ -28,6 +28,7 @@ class FidelityConfig(StrictModel):
 class OnnxRuntimeExpertConfig(StrictModel):
     """ONNX Runtime backend: CPU everywhere, CUDA or the TensorRT execution provider on a GPU."""
 
+    implementation: ClassVar[str] = "edge.expert.onnxruntime:OnnxRuntimeExpert"
     backend: Literal["onnxruntime"] = Field("onnxruntime", description="Selects the ONNX Runtime backend.")
     model: RecipePath = Field(description="Path of expert.onnx written by `iad-export dinov2`; its manifest.json sits beside it.")
     providers: list[Provider] = Field(
@@ -57,6 +58,7 @@ class OnnxRuntimeExpertConfig(StrictModel):
 class TensorRTExpertConfig(StrictModel):
     """Native TensorRT backend (a serialized plan built by `iad-export dinov2 --engine`)."""
 
+    implementation: ClassVar[str] = "edge.expert.tensorrt:TensorRTExpert"
     backend: Literal["tensorrt"] = Field("tensorrt", description="Selects the native TensorRT backend.")
     engine: RecipePath = Field(description="Path of expert.plan; its manifest.json sits beside it.")
     max_tiles: int = Field(8, ge=1, description="Largest tile batch the engine profile allows.")

@@ -15,7 +15,7 @@ from edge.config.decision import DecisionConfig, RulesConfig, ThresholdsConfig
 from edge.config.expert import BankConfig, ExpertConfig, RoiConfig, TilingConfig
 from edge.config.mqtt import MqttConfig
 from edge.config.plant import ConsoleConfig, MetricsConfig, SparkplugConfig
-from edge.config.source import GenicamSourceConfig, SourceConfig, SyntheticSourceConfig
+from edge.config.source import SourceConfig
 
 RECIPE_VERSION = 1
 
@@ -69,15 +69,7 @@ class Recipe(StrictModel):
 
     def frame_size(self) -> Optional[tuple[int, int]]:
         """(width, height) of the frames when the recipe fixes it (synthetic size or GenICam Width/Height)."""
-        src = self.source
-        if isinstance(src, SyntheticSourceConfig):
-            return src.width, src.height
-        if isinstance(src, GenicamSourceConfig):
-            nodes = {s.node: s.value for s in src.settings}
-            width, height = nodes.get("Width"), nodes.get("Height")
-            if isinstance(width, int) and isinstance(height, int) and not isinstance(width, bool) and not isinstance(height, bool):
-                return width, height
-        return None
+        return self.source.frame_size()
 
     @model_validator(mode="before")
     @classmethod

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field
 
 from edge.config.base import RecipePath, StrictModel
 
 
-class SyntheticSourceConfig(StrictModel):
+class SourceConfigBase(StrictModel):
+    """What every source config tells the rest of the appliance (see docs/architecture.md, "a new source")."""
+
+    implementation: ClassVar[str]  # "module:Class" of the FrameSource, imported only when used (edge.plugins)
+
+    def pulled(self) -> bool:
+        """True when the lane pulls frames when it has room (file replay); False when they are pushed (cameras)."""
+        return False
+
+    def frame_size(self) -> Optional[tuple[int, int]]:
+        """(width, height) of the frames when the config fixes it, else None."""
+        return None
+
+
+class SyntheticSourceConfig(SourceConfigBase):
     """Rendered textured parts with injected defects: the embedded default and the test bench."""
+
+    implementation: ClassVar[str] = "edge.sources.synthetic:SyntheticSource"
 
     type: Literal["synthetic"] = Field("synthetic", description="Selects the synthetic source.")
     width: int = Field(448, ge=16, le=16384, description="Frame width in pixels.")
@@ -26,15 +42,26 @@ class SyntheticSourceConfig(StrictModel):
         None, gt=0, description="Trigger rate in frames per second; null = as fast as the lane takes them."
     )
 
+    def pulled(self) -> bool:
+        return self.rate_hz is None
 
-class FolderSourceConfig(StrictModel):
+    def frame_size(self) -> Optional[tuple[int, int]]:
+        return self.width, self.height
+
+
+class FolderSourceConfig(SourceConfigBase):
     """Images read from a folder in name order (PNG, JPEG, BMP, TIFF; 8 or 16 bit)."""
+
+    implementation: ClassVar[str] = "edge.sources.folder:FolderSource"
 
     type: Literal["folder"] = Field("folder", description="Selects the folder source.")
     path: RecipePath = Field(description="Folder with the images.")
     pattern: str = Field("*", description="Glob pattern of the files to read, e.g. '*.png'.")
     loop: bool = Field(False, description="Start again from the first image after the last one.")
     rate_hz: Optional[float] = Field(None, gt=0, description="Trigger rate in frames per second; null = as fast as possible.")
+
+    def pulled(self) -> bool:
+        return self.rate_hz is None
 
 
 class GenicamNodeSetting(StrictModel):
@@ -44,8 +71,10 @@ class GenicamNodeSetting(StrictModel):
     value: Union[bool, int, float, str] = Field(description="Value to write; enumerations are given by their symbolic name.")
 
 
-class GenicamSourceConfig(StrictModel):
+class GenicamSourceConfig(SourceConfigBase):
     """A GenICam camera through a GenTL producer (.cti), read with harvesters."""
+
+    implementation: ClassVar[str] = "edge.sources.genicam:GenicamSource"
 
     type: Literal["genicam"] = Field("genicam", description="Selects the GenICam camera source.")
     producer: RecipePath = Field(description="Path of the GenTL producer (.cti) of the camera vendor.")
@@ -60,6 +89,14 @@ class GenicamSourceConfig(StrictModel):
         default_factory=lambda: [0.5, 1.0, 2.0, 5.0, 10.0],
         description="Waits between reconnection attempts after the device is lost (last value repeats).",
     )
+
+    def frame_size(self) -> Optional[tuple[int, int]]:
+        """From the Width/Height node settings, when both are set."""
+        nodes = {s.node: s.value for s in self.settings}
+        width, height = nodes.get("Width"), nodes.get("Height")
+        if isinstance(width, int) and isinstance(height, int) and not isinstance(width, bool) and not isinstance(height, bool):
+            return width, height
+        return None
 
 
 SourceConfig = Annotated[

@@ -1,26 +1,22 @@
 """Region-expert backends, selected by the recipe's ``expert.backend``.
 
-Backends import their heavy libraries only when chosen: a CPU box never
-imports TensorRT, and the ONNX Runtime path never imports pycuda.
+The expert config class names its implementation (``implementation = "module:Class"``
+in :mod:`edge.config.expert`); backends import their heavy libraries only when
+chosen: a CPU box never imports TensorRT, and the ONNX Runtime path never imports pycuda.
 """
 
 from __future__ import annotations
 
-from edge.config.expert import OnnxRuntimeExpertConfig, TensorRTExpertConfig
+from typing import Any
+
 from edge.expert.base import Expert
+from edge.plugins import implementation_of
 
 
-def load_expert(cfg: object) -> Expert:
+def load_expert(cfg: Any) -> Expert:
     """Create and warm up the backend the recipe asks for."""
-    if isinstance(cfg, OnnxRuntimeExpertConfig):
-        from edge.expert.onnxruntime import OnnxRuntimeExpert
-
-        return OnnxRuntimeExpert(cfg)
-    if isinstance(cfg, TensorRTExpertConfig):
-        from edge.expert.tensorrt import TensorRTExpert
-
-        return TensorRTExpert(cfg)
-    raise TypeError(f"unknown expert configuration {type(cfg).__name__}")
+    expert: Expert = implementation_of(cfg)(cfg)
+    return expert
 
 
 __all__ = ["Expert", "load_expert"]

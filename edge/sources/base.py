@@ -1,8 +1,8 @@
-"""The protocol every frame source implements, and the registry that picks one by ``source.type``."""
+"""The protocol every frame source implements (the recipe's source config names the class: edge/config/source.py)."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+from typing import Iterator, Protocol
 
 from edge.types import Frame
 
@@ -13,20 +13,3 @@ class FrameSource(Protocol):
     def __iter__(self) -> Iterator[Frame]: ...
 
     def close(self) -> None: ...
-
-
-_REGISTRY: dict[str, Callable[[object], FrameSource]] = {}
-
-
-def register_source(type_name: str) -> Callable:
-    """Class decorator: make a source available under ``source.type: <type_name>``."""
-
-    def wrap(factory: Callable[[object], FrameSource]) -> Callable[[object], FrameSource]:
-        _REGISTRY[type_name] = factory
-        return factory
-
-    return wrap
-
-
-def source_factory(type_name: str) -> Callable[[object], FrameSource]:
-    return _REGISTRY[type_name]

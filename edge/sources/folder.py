@@ -10,7 +10,6 @@ import numpy as np
 
 from edge.errors import BadFrameError, IadError
 from edge.imageio import IMAGE_SUFFIXES, read_image
-from edge.sources.base import register_source
 from edge.types import Frame
 
 
@@ -21,7 +20,6 @@ def list_images(folder: Path, pattern: str = "*") -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-@register_source("folder")
 class FolderSource:
     """Yields every image once (or forever with ``loop``); an unreadable file becomes a frame with ``meta['error']``.
 

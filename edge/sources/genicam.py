@@ -40,7 +40,6 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from edge.errors import BadFrameError, IadError
-from edge.sources.base import register_source
 from edge.sources.pixel_formats import bit_depth, to_image
 from edge.types import Frame
 
@@ -277,7 +276,6 @@ class _Acquirer(threading.Thread):
                      name=f"frame{frame_id}", meta={"error": reason})
 
 
-@register_source("genicam")
 class GenicamSource:
     """Frames from a GenICam camera, with watchdog and reconnection (see the module docstring).
 

@@ -13,7 +13,6 @@ from typing import Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from edge.sources.base import register_source
 from edge.types import Frame
 
 DEFECT_TYPES = ("scratch", "spot", "crack", "missing")
@@ -146,7 +145,6 @@ class SyntheticPartRenderer:
         )
 
 
-@register_source("synthetic")
 class SyntheticSource:
     """Endless synthetic frames, optionally paced at ``rate_hz`` (a software trigger)."""
 
