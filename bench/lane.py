@@ -118,6 +118,34 @@ class ReplaySource:
         self._closed.set()
 
 
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of this process, by native thread id (Linux /proc)."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _cpu_by_role(before: dict[int, float], after: dict[int, float], names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds per role: the lane's threads by name, ONNX Runtime's pool (unnamed native threads), the rest."""
+    roles: dict[str, float] = {}
+    for tid, cpu in after.items():
+        name = names.get(tid, "onnxruntime pool / native")
+        if name.startswith("paho") or "mqtt" in name.lower():
+            name = "mqtt client"
+        elif not name.startswith("lane-") and tid in names:
+            name = "other python threads"
+        roles[name] = roles.get(name, 0.0) + cpu - before.get(tid, 0.0)
+    return roles
+
+
 def _run_lane(recipe, inspector, broker, frames: int, source):
     from edge.station import build_lane
 
@@ -130,25 +158,32 @@ def _run_lane(recipe, inspector, broker, frames: int, source):
     per_frame: list[float] = []  # lane latency / the expert's own time on the same frame (robust to CPU contention)
     lane.add_observer(lambda f, r, d: (latencies.append(d.latency_ms), decided.append(d.decided_mono),
                                        per_frame.append(d.latency_ms / d.timings["expert"]) if "expert" in d.timings else None))
+    cpu_before = _thread_cpu()
     lane.start(frames)
     lane.wait()
     while len(latencies) < frames:
         time.sleep(0.01)
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    cpu = _cpu_by_role(cpu_before, _thread_cpu(), names)
     lane.stop(drain_timeout_s=5)
     time.sleep(0.2)
     plc.close()
     decided.sort()
     skip = min(2, frames // 4)  # steady state: the first decisions include thread start-up
     fps = (len(decided) - 1 - skip) / (decided[-1] - decided[skip]) if len(decided) > skip + 1 else float("nan")
-    return latencies, list(plc.latencies), fps, lane.counters.snapshot(), per_frame
+    return latencies, list(plc.latencies), fps, lane.counters.snapshot(), per_frame, cpu
 
 
-def _expert_only(inspector, tile: np.ndarray, runs: int) -> list[float]:
+def _expert_only(inspector, tile: np.ndarray, runs: int, cpu: Optional[list[float]] = None) -> list[float]:
+    """Wall ms of ``runs`` expert calls; appends the process CPU ms per call to ``cpu`` (robust to other load)."""
     times = []
+    c0 = time.process_time()
     for _ in range(runs):
         t = time.perf_counter()
         inspector.expert.run(tile)
         times.append((time.perf_counter() - t) * 1000.0)
+    if cpu is not None:
+        cpu.append((time.process_time() - c0) * 1000.0 / runs)
     return times
 
 
@@ -170,11 +205,14 @@ def bench_resolution(workdir: Path, broker, resolution: int, frames: int, thread
     tile = np.ascontiguousarray(replay[0][None, :, :, ::-1])
     _expert_only(inspector, tile, 2)
     # expert-only before and after the lane runs: the pair brackets the load other processes put on the machine
-    before = _expert_only(inspector, tile, max(5, frames // 2))
+    expert_cpu: list[float] = []
+    before = _expert_only(inspector, tile, max(5, frames // 2), expert_cpu)
     rate = round(0.6 * 1000.0 / statistics.median(before), 3)
-    lane_lat, plc_lat, _, paced_counters, per_frame = _run_lane(base, inspector, broker, frames, ReplaySource(replay, rate))
-    _, _, lane_fps, sat_counters, _ = _run_lane(base, inspector, broker, frames, ReplaySource(replay))
-    after = _expert_only(inspector, tile, max(5, frames // 2))
+    lane_lat, plc_lat, _, paced_counters, per_frame, _ = _run_lane(base, inspector, broker, frames,
+                                                                   ReplaySource(replay, rate))
+    _, _, lane_fps, sat_counters, _, cpu = _run_lane(base, inspector, broker, frames, ReplaySource(replay))
+    after = _expert_only(inspector, tile, max(5, frames // 2), expert_cpu)
+    lane_cpu = 1000.0 * sum(cpu.values()) / frames
     expert_p50 = statistics.median(before + after)
     lane_p50 = statistics.median(lane_lat)
     return {
@@ -186,6 +224,11 @@ def bench_resolution(workdir: Path, broker, resolution: int, frames: int, thread
         "fps_ratio": lane_fps * expert_p50 / 1000.0, "p50_ratio": lane_p50 / expert_p50,
         "per_frame_ratio": statistics.median(per_frame) if per_frame else float("nan"),
         "fail_safe": paced_counters["fail_safe"] + sat_counters["fail_safe"],
+        # saturated run: CPU ms per frame of each thread role (the lane's own cost next to the expert's)
+        # CPU time per frame, all threads: what the lane costs the machine, unaffected by other processes' load
+        "expert_cpu_ms": statistics.mean(expert_cpu), "lane_cpu_ms": lane_cpu,
+        "cpu_ratio": lane_cpu / statistics.mean(expert_cpu),
+        "cpu_ms_per_frame": {role: 1000.0 * seconds / frames for role, seconds in sorted(cpu.items())},
     }
 
 
@@ -227,6 +270,10 @@ def main() -> int:
           "same-frame: median over frames of lane latency / that frame's own expert time (insensitive to other load). "
           "fps lane: saturated, frames replayed from memory (zero-cost source), steady state after 2 frames; "
           "expert-only p50 measured before and after the lane runs (targets: fps ratio >= 0.95, p50 ratio <= 1.05).")
+    print("\nsaturated run, CPU ms per frame by thread (lane-inspect includes ONNX Runtime's calling thread):")
+    for r in rows:
+        print(f"  {r['resolution']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_ms_per_frame"].items())
+              + f"; total {r['lane_cpu_ms']:.1f} vs expert-only {r['expert_cpu_ms']:.1f} (cpu ratio {r['cpu_ratio']:.3f})")
     if args.json:
         args.json.write_text(json.dumps({"benchmark": "lane", "date": time.strftime("%Y-%m-%d"), "threads": args.threads,
                                          "frames": args.frames, "source": "replay (pre-rendered frames)",

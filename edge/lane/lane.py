@@ -396,6 +396,8 @@ class Lane:
             self.busy.set()
         else:
             self.busy.clear()
+            if self.link is not None:
+                self.link.notify_result()  # results held behind this frame may go out now
         for callback in self._busy_listeners:
             try:
                 callback(busy)

@@ -286,7 +286,13 @@ class MqttLink:
         next_status = time.monotonic() + self.status_interval_s
         held_since: Optional[float] = None
         while True:
-            self._wake.wait(0.005 if held_since is not None else 0.25)
+            # Held behind a frame in flight: sleep until the hold would expire; the lane wakes us as soon as
+            # the frame's decision is out (notify_result from Lane._set_busy), so there is no 200 Hz polling
+            # that takes CPU from the expert on a saturated lane.
+            if held_since is not None:
+                self._wake.wait(max(0.001, self.max_hold_s - (time.monotonic() - held_since)))
+            else:
+                self._wake.wait(0.25)
             self._wake.clear()
             if self._stop.is_set():
                 return
