@@ -88,7 +88,8 @@ def test_appliance_sigkilled_during_a_broker_outage_and_restarted(tmp_path, tiny
         sessions.setdefault(r["session"], set()).add(r["trigger_id"])
     assert wait_until(lambda: len({(r["session"], r["trigger_id"]) for r in results(plc)}) >= len(first_session_ids) + stranded + 5, 20)
     row = observe(plc, "appliance SIGKILLed during a 1.5 s broker outage, broker and appliance restarted", None,
-                  note=f"{stranded} results were stranded in the outbox at the kill; the next process sent them first")
+                  note=f"{stranded} results were stranded in the outbox at the kill; the next process sent them "
+                       "(newest first, mqtt.outbox_limits.drain)")
     row["outbox_rows_at_kill"] = stranded
     row["outbox_rows_left"] = _outbox_rows(tmp_path / "outbox.sqlite")
     fault_table.append(row)
