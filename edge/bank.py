@@ -23,7 +23,7 @@ import numpy as np
 from edge.atomic import atomic_writer
 from edge.bank_fit import build_record
 from edge.errors import BankError
-from edge.expert.base import Expert
+from edge.types import Expert
 from edge.imageio import to_rgb8
 from edge.tiling import cut_tiles, plan_tiles
 

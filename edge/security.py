@@ -18,7 +18,7 @@ was swapped or truncated must never be loaded. Two checks:
   always allowed. Confinement is **on whenever ``$IAD_ALLOWED_ROOTS`` is set**
   (the systemd units set it) and off in a development shell, where
   :func:`confinement_enabled` is False and ``iad-edge check`` only warns.
-* :func:`verify_artifacts`: the expert file (ONNX or TensorRT plan) against
+* :func:`edge.preflight.verify_artifacts`: the expert file (ONNX or TensorRT plan) against
   the sha256/size in its ``manifest.json`` (:func:`edge.expert.manifest.load_manifest`)
   and the assistant's GGUF model and mmproj against theirs
   (:func:`edge.assistant.gguf_check.verify_gguf`), before anything is loaded. With
@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from pydantic import BaseModel
 
-from edge.errors import IadError, ModelLoadError
+from edge.errors import IadError
 
 ENV_ROOTS = "IAD_ALLOWED_ROOTS"
 REPO_ENGINES = Path(__file__).resolve().parents[1] / "engines"
@@ -132,46 +132,3 @@ def check_recipe_paths(recipe: Any, environ: Optional[Mapping[str, str]] = None,
         lines.append(f"allowed roots: {', '.join(str(r) for r in roots)} (set ${ENV_ROOTS}, ':'-separated, to change them)")
         raise PathNotAllowedError("\n".join(lines))
     return roots
-
-
-def verify_artifacts(recipe: Any, require_gguf_manifest: bool = False) -> dict[str, str]:
-    """Check the expert and the assistant's GGUF files against their manifests before loading; returns {field: sha256}.
-
-    Reuses the loaders' own checks (one implementation of each): a missing,
-    truncated, corrupt or swapped file raises :class:`~edge.errors.ModelLoadError`
-    naming the file.
-    """
-    from edge.expert.manifest import load_manifest
-
-    out: dict[str, str] = {}
-    expert = recipe.expert
-    model = getattr(expert, "model", None) or getattr(expert, "engine", None)
-    if model is not None:
-        manifest = load_manifest(model, verify=True)
-        out["expert"] = str(manifest["files"][Path(model).name]["sha256"])
-    assistant = getattr(recipe, "assistant", None)
-    if assistant is not None and assistant.enabled:
-        from edge.assistant.gguf_check import load_gguf_manifest, verify_gguf
-
-        for key in ("model", "mmproj"):
-            path = getattr(assistant, key, None)
-            if path is None:
-                continue
-            if require_gguf_manifest and load_gguf_manifest(Path(path)) is None:
-                raise ModelLoadError(
-                    f"{path}: assistant.{key} has no manifest.json beside it; production requires one "
-                    "(written by `iad-export qwen`), so a swapped model cannot load"
-                )
-            entry = verify_gguf(Path(path))
-            if "sha256" in entry:
-                out[f"assistant.{key}"] = str(entry["sha256"])
-    return out
-
-
-def preflight(recipe: Any, environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """Both checks, as ``iad-edge run`` / ``assistant`` do before loading anything.
-
-    With confinement on (production), GGUF files must have a manifest too.
-    """
-    check_recipe_paths(recipe, environ)
-    return verify_artifacts(recipe, require_gguf_manifest=confinement_enabled(environ))

@@ -158,10 +158,29 @@ class Decision:
         return self.trigger_mono + self.window_ms / 1000.0 - now
 
 
+class Expert(Protocol):
+    """A loaded region expert with a bank installed."""
+
+    resolution: int  # square model input size in pixels
+    patch_size: int  # 14 for DINOv2
+    feature_dim: int  # D
+    manifest: dict[str, Any]  # manifest.json of the exported graph
+    providers: list[str]  # what actually runs (e.g. ['CPUExecutionProvider'])
+
+    def set_bank(self, bank: np.ndarray) -> None:
+        """Install the memory bank, float32 [N, D], L2-normalised rows (upload once per calibration)."""
+
+    def run(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 [B, R, R, 3] RGB -> (distances float32 [B, R/14, R/14], features float32 [B, R/14, R/14, D])."""
+
+    def close(self) -> None:
+        """Release sessions / device buffers."""
+
+
 class InspectorLike(Protocol):
     """What the lane needs from an inspector (:class:`edge.inspector.Inspector` is the implementation)."""
 
-    expert: Any  # an edge.expert.base.Expert; Any here so the core does not depend on the backends
+    expert: Expert
 
     def inspect(self, image: np.ndarray) -> InspectionResult:
         """One frame in, one result out (raises BadFrameError for a frame it cannot judge)."""

@@ -14,14 +14,13 @@ import pytest
 
 from edge.config import load_recipe
 from edge.errors import BankError, ModelLoadError
+from edge.preflight import preflight, verify_artifacts
 from edge.security import (
     DEFAULT_ROOTS,
     PathNotAllowedError,
     allowed_roots,
     check_recipe_paths,
-    preflight,
     recipe_paths,
-    verify_artifacts,
 )
 from tests.fixtures.expert import write_recipe
 

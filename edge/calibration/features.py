@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge.bank import placeholder_bank
-from edge.expert.base import Expert
+from edge.types import Expert
 
 
 class FeatureCachingExpert:

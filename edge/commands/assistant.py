@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.assistant.priority import apply_priority
     from edge.assistant.process import AssistantService
 
-    from edge.security import preflight
+    from edge.preflight import preflight
 
     recipe = load_recipe(args.recipe)
     preflight(recipe)  # paths inside the allowed roots, model files match their manifests: before loading anything

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge.config import load_recipe
 from edge.lane.console import DecisionPrinter, stop_on_signals
-from edge.security import preflight
+from edge.preflight import preflight
 from edge.station import Station, StationOptions
 from edge.commands.options import add_mqtt_options
 

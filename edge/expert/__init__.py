@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.expert.base import Expert
+from edge.types import Expert
 from edge.plugins import implementation_of
 
 
