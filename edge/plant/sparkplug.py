@@ -181,7 +181,10 @@ class SparkplugNode:
     def stop(self, timeout_s: float = 2.0) -> None:
         """Clean stop: publish what is queued, then NDEATH (the broker does not send the will on a clean disconnect)."""
         deadline = time.monotonic() + timeout_s
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=timeout_s)  # behind what is queued: the worker publishes that first
+        except queue.Full:
+            pass
         self._worker.join(max(0.1, deadline - time.monotonic()))
         self._stop.set()
         client = self._client
