@@ -9,7 +9,7 @@ are scored against the full bank (they are never in it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -18,21 +18,66 @@ from edge.bank import Bank, build_bank
 from edge.calibration.datasets import Sample
 from edge.calibration.features import FeatureCachingExpert
 from edge.inspector import Inspector
+from edge.tiling import patch_centers, plan_tiles
 from edge.words import count
 
 
 @dataclass
 class Scored:
-    """One calibration image with its score and anomaly map (frame size)."""
+    """One calibration image with its score, anomaly map (frame size) and what its regions need to be judged.
+
+    Threshold proposals re-extract the regions at other pixel thresholds and
+    judge them with the lane's own rule (:func:`edge.verdict.decide`); a region's
+    defect type (``rules.always_reject``) comes from its pooled patch feature, so
+    the patch features are kept when the recipe has such a rule (only then: they
+    cost tiles x patches x D x 4 bytes per image).
+    """
 
     sample: Sample
     score: float
     anomaly_map: np.ndarray
     fold: Optional[int] = None  # fold of a held-out good image; None for defects
+    roi_offset: tuple[int, int] = (0, 0)  # (x, y) of the ROI in the frame
+    roi_shape: Optional[tuple[int, int]] = None  # (H, W) of the ROI; None = the whole frame
+    patch_features: Optional[np.ndarray] = field(default=None, repr=False)  # [P, D], when always_reject needs them
+    patch_centers: Optional[np.ndarray] = field(default=None, repr=False)  # [P, 2] (y, x) in ROI pixels
+    patch_valid: Optional[np.ndarray] = field(default=None, repr=False)  # [P] centre inside the ROI
 
     @property
     def is_good(self) -> bool:
         return self.sample.defect_type is None
+
+    @property
+    def roi_map(self) -> np.ndarray:
+        """The anomaly map of the ROI (what the lane extracts regions from)."""
+        if self.roi_shape is None:
+            return self.anomaly_map
+        (x, y), (h, w) = self.roi_offset, self.roi_shape
+        return self.anomaly_map[y : y + h, x : x + w]
+
+
+def scoring_recipe(recipe: Any) -> Any:
+    """The recipe for the inspectors that only score: no always-reject rule, so no prototypes are loaded.
+
+    Scores, maps and patch features do not depend on the rules, and the
+    prototypes may not exist yet (calibrate builds them); the verdicts are
+    decided afterwards by :mod:`edge.calibration.thresholds` with the real rules.
+    """
+    if not recipe.rules.always_reject:
+        return recipe
+    return recipe.model_copy(update={"rules": recipe.rules.model_copy(update={"always_reject": []})})
+
+
+def scored(sample: Sample, result: Any, recipe: Any, patch_size: int, fold: Optional[int] = None) -> Scored:
+    """A :class:`Scored` from an inspection result, keeping the patch features when the rules need them."""
+    item = Scored(sample, float(result.score), result.anomaly_map, fold)
+    if recipe.roi is not None:
+        item.roi_offset, item.roi_shape = (recipe.roi.x, recipe.roi.y), (recipe.roi.height, recipe.roi.width)
+    if recipe.rules.always_reject and result.patch_features is not None:
+        roi_h, roi_w = item.roi_map.shape
+        item.patch_centers, item.patch_valid = patch_centers(plan_tiles((roi_h, roi_w), recipe.tiling, patch_size))
+        item.patch_features = result.patch_features.reshape(-1, result.patch_features.shape[-1])
+    return item
 
 
 def fold_of(index: int, folds: int) -> int:
@@ -55,10 +100,10 @@ def score_held_out(
         train = [s.image for i, s in enumerate(good) if fold_of(i, folds) != fold]
         held = [(i, s) for i, s in enumerate(good) if fold_of(i, folds) == fold]
         bank = build_bank(cache, train, recipe, progress=False)
-        inspector = Inspector(recipe, expert, bank)
+        inspector = Inspector(scoring_recipe(recipe), expert, bank)
         for index, sample in held:
             result = inspector.inspect(sample.image)
-            out[index] = Scored(sample, float(result.score), result.anomaly_map, fold)
+            out[index] = scored(sample, result, recipe, expert.patch_size, fold)
         if progress:
             progress(f"fold {fold + 1}/{folds}: {count(len(held), 'held-out good image')} scored against a bank of {len(train)}")
     return [s for s in out if s is not None]
@@ -67,12 +112,12 @@ def score_held_out(
 def score_defects(expert: Any, bank: Bank, defects: list[Sample], recipe: Any,
                   progress: Optional[Callable[[str], Any]] = None) -> list[Scored]:
     """Score defect images against the full bank (a progress line every ~10 % for long sets)."""
-    inspector = Inspector(recipe, expert, bank)
+    inspector = Inspector(scoring_recipe(recipe), expert, bank)
     out = []
     step = max(1, len(defects) // 10)
     for number, sample in enumerate(defects, start=1):
         result = inspector.inspect(sample.image)
-        out.append(Scored(sample, float(result.score), result.anomaly_map))
+        out.append(scored(sample, result, recipe, expert.patch_size))
         if progress and (number % step == 0 or number == len(defects)):
             progress(f"defects: {number}/{len(defects)} scored against the full bank")
     return out

@@ -8,9 +8,15 @@ fraction for safety.
 
 Pixel threshold: for each held-out good image, the lowest map value at which
 no region of it would reject under the recipe's rules (min area px/mm²,
-zones); the proposal is just above the highest of those, so the region rule
-adds no false rejects on the held-out good parts. Capped so that every zone's
-own ``pixel`` stays valid (zones may only be stricter).
+zones, always-reject defect types); the proposal is just above the highest of
+those, so the region rule adds no false rejects on the held-out good parts.
+Capped so that every zone's own ``pixel`` stays valid (zones may only be stricter).
+
+Every verdict here is the lane's own rule, :func:`edge.verdict.decide`, on
+regions extracted from the ROI map exactly as the inspector does (with their
+pooled features when an always-reject rule needs the defect type, and the same
+defect-type prototypes the lane will load): calibration cannot predict a
+verdict the lane would not give.
 
 Both values are rounded UP to 6 decimals, so what is written to the YAML file
 is exactly what was evaluated.
@@ -25,8 +31,9 @@ from typing import Any, Optional
 import numpy as np
 
 from edge.calibration.kfold import Scored
-from edge.regions import extract_regions
-from edge.verdict import judge_region
+from edge.regions import extract_regions, with_features
+from edge.types import Region
+from edge.verdict import TypeMatcher, decide
 
 DECIMALS = 6
 
@@ -46,23 +53,39 @@ def image_threshold(good_scores: list[float], target_frr: float, margin: float =
     return min(2.0, round_up(base * (1.0 + margin))), allowed
 
 
-def region_rejects(anomaly_map: np.ndarray, pixel: float, recipe: Any) -> bool:
-    """Would any region of this map reject the part at pixel threshold ``pixel``?"""
-    regions = extract_regions(anomaly_map, pixel, (0, 0), recipe.pixel_pitch_mm)
-    return any(judge_region(region, recipe).rejects for region in regions)
+def at_thresholds(recipe: Any, image_score: float, pixel: float) -> Any:
+    """A copy of ``recipe`` with these thresholds (the recipe the lane will run once they are written)."""
+    return recipe.model_copy(update={"thresholds": recipe.thresholds.model_copy(
+        update={"image_score": image_score, "pixel": pixel})})
 
 
-def lowest_clean_pixel(anomaly_map: np.ndarray, recipe: Any, iterations: int = 20) -> float:
-    """Lowest pixel threshold (to ~1e-6 of the map range) at which no region of this map rejects."""
-    high = float(anomaly_map.max())
+def regions_at(item: Scored, pixel: float, recipe: Any) -> list[Region]:
+    """The regions the inspector would report for this image at pixel threshold ``pixel`` (features pooled when kept)."""
+    roi_map = item.roi_map
+    regions = extract_regions(roi_map, pixel, item.roi_offset, recipe.pixel_pitch_mm)
+    if regions and item.patch_features is not None:
+        regions = with_features(regions, roi_map, pixel, item.roi_offset, item.patch_centers, item.patch_valid,
+                                item.patch_features)
+    return regions
+
+
+def region_rejects(item: Scored, pixel: float, recipe: Any, prototypes: Optional[TypeMatcher] = None) -> bool:
+    """Would a region of this image reject the part at pixel threshold ``pixel``? (decide() with no score limit)"""
+    return decide(item.score, regions_at(item, pixel, recipe), at_thresholds(recipe, math.inf, pixel),
+                  prototypes).verdict == "NG"
+
+
+def lowest_clean_pixel(item: Scored, recipe: Any, prototypes: Optional[TypeMatcher] = None, iterations: int = 20) -> float:
+    """Lowest pixel threshold (to ~1e-6 of the map range) at which no region of this image rejects."""
+    high = float(item.roi_map.max())
     if high <= 0.0:
         return 0.0
     low = 0.0
-    if not region_rejects(anomaly_map, 1e-9, recipe):
+    if not region_rejects(item, 1e-9, recipe, prototypes):
         return 0.0
     for _ in range(iterations):
         mid = (low + high) / 2.0
-        if region_rejects(anomaly_map, mid, recipe):
+        if region_rejects(item, mid, recipe, prototypes):
             low = mid
         else:
             high = mid
@@ -103,26 +126,32 @@ def auroc(good: list[float], bad: list[float]) -> Optional[float]:
     return float(((b > g).sum() + 0.5 * (b == g).sum()) / (g.size * b.size))
 
 
-def is_ng(item: Scored, image_score: float, pixel: float, recipe: Any) -> bool:
-    """The verdict the proposed thresholds give this image (image score OR a rejecting region)."""
-    return item.score >= image_score or region_rejects(item.anomaly_map, pixel, recipe)
+def is_ng(item: Scored, image_score: float, pixel: float, recipe: Any, prototypes: Optional[TypeMatcher] = None) -> bool:
+    """The verdict the lane would give this image under these thresholds: :func:`edge.verdict.decide` itself."""
+    return decide(item.score, regions_at(item, pixel, recipe), at_thresholds(recipe, image_score, pixel),
+                  prototypes).verdict == "NG"
 
 
-def propose(good: list[Scored], defects: list[Scored], recipe: Any, target_frr: float, margin: float = 0.0) -> Proposal:
-    """Thresholds for ``target_frr`` on the held-out good images, evaluated on good and defect images."""
+def propose(good: list[Scored], defects: list[Scored], recipe: Any, target_frr: float, margin: float = 0.0,
+            prototypes: Optional[TypeMatcher] = None) -> Proposal:
+    """Thresholds for ``target_frr`` on the held-out good images, evaluated on good and defect images.
+
+    ``prototypes``: the defect-type prototypes the lane will use with this recipe
+    (only consulted by ``rules.always_reject``).
+    """
     image_score, allowed = image_threshold([g.score for g in good], target_frr, margin)
-    pixel = round_up(max(lowest_clean_pixel(g.anomaly_map, recipe) for g in good))
+    pixel = round_up(max(lowest_clean_pixel(g, recipe, prototypes) for g in good))
     capped_by = None
     for zone in recipe.rules.zones:
         if zone.pixel is not None and pixel > zone.pixel:
             pixel, capped_by = zone.pixel, zone.name
     pixel = min(pixel, 2.0)
     proposal = Proposal(image_score, pixel, target_frr, allowed, len(good), len(defects), pixel_capped_by=capped_by)
-    proposal.false_rejects = [g.sample.name for g in good if is_ng(g, image_score, pixel, recipe)]
+    proposal.false_rejects = [g.sample.name for g in good if is_ng(g, image_score, pixel, recipe, prototypes)]
     for item in defects:
         kind = item.sample.defect_type or "defect"
         missed, total = proposal.per_type.get(kind, (0, 0))
-        accepted = not is_ng(item, image_score, pixel, recipe)
+        accepted = not is_ng(item, image_score, pixel, recipe, prototypes)
         if accepted:
             proposal.misses.append(item.sample.name)
         proposal.per_type[kind] = (missed + int(accepted), total + 1)

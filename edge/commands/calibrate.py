@@ -27,7 +27,7 @@ from edge.aspect import aspect_warning, inspected_size
 from edge.calibration.datasets import CalibrationError, Sample, read_defects, read_good, synthetic_defects
 from edge.calibration.features import FeatureCachingExpert
 from edge.calibration.generated import generated_path, names_include, overridden_keys, recipe_includes, render_generated
-from edge.calibration.kfold import score_defects, score_held_out
+from edge.calibration.kfold import score_defects, score_held_out, scoring_recipe
 from edge.calibration.report import write_report
 from edge.calibration.thresholds import Proposal, propose
 from edge.config import load_recipe
@@ -103,6 +103,14 @@ def _prototypes_path(args: argparse.Namespace, recipe: Any, recipe_path: Path) -
     return recipe_path.with_name(f"{recipe_path.stem}.prototypes.npz")
 
 
+def _recipe_prototypes(recipe: Any) -> Any:
+    """The defect-type prototypes the recipe already names (None when it names none or the file is not there yet)."""
+    from edge.prototypes import Prototypes
+
+    path = recipe.assistant.prototypes
+    return Prototypes.load(path) if path and Path(path).is_file() else None
+
+
 def _aspect_notes(good: list[Sample], recipe: Any) -> list[str]:
     sizes = sorted({inspected_size(recipe, (s.image.shape[1], s.image.shape[0])) for s in good})
     if not sizes:
@@ -152,10 +160,6 @@ def run(args: argparse.Namespace) -> int:
             if defects and say:
                 say(f"scoring {count(len(defects), 'defect image')} against the full bank ...")
             defect_scored = score_defects(expert, bank, defects, recipe, progress=say)
-            proposal = propose(good_scored, defect_scored, recipe, args.target_frr, args.margin)
-            if proposal.pixel_capped_by:
-                notes.append(f"thresholds.pixel was capped at zone {proposal.pixel_capped_by}'s pixel {proposal.pixel:g} "
-                             "(a zone may only be stricter); good parts may be rejected by that zone's regions")
         else:
             notes.append("only one good image: no held-out scores, so no thresholds are proposed (give at least 2, better 20+)")
 
@@ -166,7 +170,15 @@ def run(args: argparse.Namespace) -> int:
 
             if say:
                 say("building defect-type prototypes ...")
-            prototypes = build_prototypes(Inspector(recipe, expert, bank), args.defects, progress=progress)
+            prototypes = build_prototypes(Inspector(scoring_recipe(recipe), expert, bank), args.defects, progress=progress)
+        if good_scored:
+            # the verdicts are predicted with the prototypes the lane will load with these thresholds
+            lane_prototypes = prototypes if prototypes is not None else _recipe_prototypes(recipe)
+            proposal = propose(good_scored, defect_scored, recipe, args.target_frr, args.margin,
+                               lane_prototypes if recipe.rules.always_reject else None)
+            if proposal.pixel_capped_by:
+                notes.append(f"thresholds.pixel was capped at zone {proposal.pixel_capped_by}'s pixel {proposal.pixel:g} "
+                             "(a zone may only be stricter); good parts may be rejected by that zone's regions")
     finally:
         expert.close()
 
