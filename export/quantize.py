@@ -313,6 +313,11 @@ def quantize_int8(
         fp32_nodes = fp32_node_names(model)
         attention = activation_matmul_names(model)
         excluded = sorted(set(fp32_nodes) | (set() if attention_int8 else set(attention)))
+        # INT8 attention: the right-hand operands (K^T, V) as signed INT8, so QK^T and AV run the U8S8 kernels
+        # (VNNI multiplies unsigned x signed bytes; an U8U8 product takes a slower path).
+        by_name = {n.name: n for n in model.graph.node}
+        overrides = {by_name[name].input[1]: [{"quant_type": QuantType.QInt8, "symmetric": True}]
+                     for name in attention} if attention_int8 else {}
         onnx.save(model, str(named))
         probe = _session(named, threads)
         dim = int(source_manifest["feature_dim"])
@@ -343,6 +348,7 @@ def quantize_int8(
                 "WeightSymmetric": True,
                 "ActivationSymmetric": False,
                 "CalibMaxIntermediateOutputs": 4,  # bounds calibration memory at high resolution
+                "TensorQuantOverrides": overrides,
             },
         )
         named.unlink()
