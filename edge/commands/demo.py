@@ -142,7 +142,9 @@ def ensure_gguf(recipe: Any) -> bool:
     print(f"[demo] building the tiny random Qwen2 GGUF into {model.parent}/ (once) ...", flush=True)
     status, tail = _iad_export(["qwen", "--tiny", "--quant", "Q8_0", "--out", str(model.parent)])
     if status != 0:
-        print(f"[demo] assistant lane skipped: the tiny GGUF could not be built ({tail.splitlines()[-1] if tail else status})",
+        why = f"iad-export exit {status}" + (" (killed by a signal)" if status < 0 else "")
+        print(f"[demo] assistant lane skipped: the tiny GGUF could not be built ({why}; last output: "
+              f"{tail.splitlines()[-1].strip() if tail else 'none'})",
               flush=True)
         return False
     if not model.exists():
