@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from edge.config.archive import ArchiveConfig
+from edge.realtime import background_thread
 from edge.types import Frame, InspectionResult
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class Archive:
 
     # ------------------------------------------------------------------ writer
     def _run(self) -> None:
+        background_thread()  # image encoding after the decision: never real-time beside the decision path
         try:
             self._scan_existing()
         except OSError as exc:

@@ -40,6 +40,7 @@ from paho.mqtt.properties import Properties
 from edge.config.mqtt import MqttConfig
 from edge.mqtt.auth import apply_auth
 from edge.mqtt.outbox import Outbox
+from edge.realtime import background_thread
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,7 @@ class MqttLink:
         self._connected.clear()
 
     def _drain_loop(self) -> None:
+        background_thread()  # results are bookkeeping: never real-time beside the decision path
         inflight: dict[int, int] = {}  # mid -> outbox row id, for the current connection only
         generation = 0
         next_status = time.monotonic() + self.status_interval_s
