@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
 
+from edge.commands.options import add_mqtt_options
 from edge.config import load_recipe
 from edge.lane.console import DecisionPrinter, stop_on_signals
 from edge.preflight import preflight
+from edge.realtime import lock_memory
 from edge.station import Station, StationOptions
-from edge.commands.options import add_mqtt_options
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,12 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         shadow=args.shadow, commands=True, notify=True, observers=(printer,), drain_timeout_s=args.drain_timeout,
     ))
     station.build()  # everything but the frame flow; a bad --shadow candidate or TLS file raises here
+    if os.environ.get("IAD_LOCK_MEMORY") == "1":  # the real-time drop-in asks for it (LimitMEMLOCK=infinity)
+        refused = lock_memory()  # after the build: the engine and bank are resident and stay so
+        if refused:
+            log.warning("IAD_LOCK_MEMORY=1 but mlockall failed (%s): raise LimitMEMLOCK; running unlocked", refused)
+        else:
+            log.info("memory locked (mlockall): no page-out can stall a frame")
     if recipe.source.type == "folder" and getattr(recipe.source, "rate_hz", None) is None:
         print("note: source.type folder replays files, it is not a camera: without source.rate_hz each file is read "
               "when the lane is free and its decision window starts then; `late` counts decisions that missed the "

@@ -63,12 +63,12 @@ from edge.archive import Archive
 from edge.config.recipe import Recipe
 from edge.errors import BadFrameError, NonFiniteError
 from edge.lane.counters import Counters
-from edge.types import Decision
+from edge.realtime import background_thread, hot_thread
 from edge.mqtt.client import MqttLink
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.payloads import decision_payload, result_body, result_payload
 from edge.mqtt.topics import Topics
-from edge.types import Frame, InspectionResult
+from edge.types import Decision, Frame, InspectionResult, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,7 @@ class Lane:
 
     # ------------------------------------------------------------------ acquire
     def _acquire_loop(self) -> None:
+        hot_thread()  # on the decision path: the process's real-time policy (docs/deploy.md "Priorities")
         try:
             iterator = iter(self.source)
             while not self._stop.is_set():
@@ -318,6 +319,7 @@ class Lane:
     # ------------------------------------------------------------------ inspect
     def _reload_loop(self) -> None:
         """``lane-reload``: load each new recipe off the frame path; only the newest of a burst is loaded."""
+        background_thread()
         while True:
             items = [self._reload_q.get()]
             while True:
@@ -405,6 +407,7 @@ class Lane:
                 log.exception("busy listener failed")
 
     def _inspect_loop(self) -> None:
+        hot_thread()
         while True:
             try:
                 item = self._inspect_q.get(timeout=0.05)
@@ -505,6 +508,7 @@ class Lane:
 
     # ------------------------------------------------------------------ post
     def _post_loop(self) -> None:
+        background_thread()  # after the decision: never preempts a frame
         while True:
             item = self._post_q.get()
             if item is None:
