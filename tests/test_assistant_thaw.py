@@ -119,3 +119,26 @@ def test_a_frame_within_its_lease_is_not_thawed_early(busy_name) -> None:  # typ
         busy.close()
         assistant.terminate()
         assistant.wait(10)
+
+
+def test_the_pidfd_is_opened_before_the_cmdline_is_checked(busy_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The check must be about the process the pidfd holds: open first, then read /proc/<pid>/cmdline."""
+    import edge.assistant.freezer as freezer_module
+
+    other = subprocess.Popen(["sleep", "30"])
+    calls: list[str] = []
+    real_open = os.pidfd_open
+    monkeypatch.setattr(freezer_module.os, "pidfd_open", lambda pid, *a: (calls.append("pidfd_open"), real_open(pid, *a))[1])
+    monkeypatch.setattr(freezer_module, "_is_assistant", lambda pid: (calls.append("cmdline"), False)[1])
+    busy = BusySignal(busy_name)
+    try:
+        busy.register_freezable(other.pid)
+        freezer = AssistantFreezer(busy)
+        freezer(True)
+        assert calls[:2] == ["pidfd_open", "cmdline"], calls
+        assert process_state(other.pid) != "T" and freezer.freezes == 0  # not an assistant: never stopped
+        freezer.close()
+    finally:
+        other.kill()
+        other.wait()
+        busy.close()
