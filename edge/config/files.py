@@ -38,6 +38,12 @@ def required_files(recipe: Recipe) -> Iterator[tuple[KeyPath, Path, str]]:
             value: Optional[Path] = getattr(mqtt.tls, key)
             if value is not None:
                 yield ("mqtt", "tls", key), value, "file"
+    console = recipe.console
+    if console.password_file is not None:
+        yield ("console", "password_file"), console.password_file, "file"
+    if console.tls is not None:
+        yield ("console", "tls", "cert_file"), console.tls.cert_file, "file"
+        yield ("console", "tls", "key_file"), console.tls.key_file, "file"
     assistant = recipe.assistant
     if assistant.enabled:
         for key in ("model", "mmproj"):
