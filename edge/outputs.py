@@ -193,3 +193,19 @@ def output_set(outputs: list[Output]) -> Iterator[OutputSet]:
     except BaseException:
         staged.discard()
         raise
+
+
+def runtime_outputs(recipe: object, mqtt: bool = True, archive: bool = True, spool: bool = False) -> list[Output]:
+    """The places `run` (and `assistant`) write while the line runs: outbox, archive, assistant spool.
+
+    Checked at start-up, so a recipe naming a path under a file or in a read-only folder stops the
+    service with one line instead of failing on the first NG frame.
+    """
+    outs: list[Output] = []
+    if mqtt and getattr(recipe.mqtt, "outbox", None):  # type: ignore[attr-defined]
+        outs.append(file_output(recipe.mqtt.outbox, "mqtt.outbox"))  # type: ignore[attr-defined]
+    if archive and recipe.archive.enabled:  # type: ignore[attr-defined]
+        outs.append(dir_output(recipe.archive.path, "archive.path", overwrite=True))  # type: ignore[attr-defined]
+    if spool and getattr(recipe.assistant, "spool", None):  # type: ignore[attr-defined]
+        outs.append(dir_output(recipe.assistant.spool, "assistant.spool", overwrite=True))  # type: ignore[attr-defined]
+    return outs
