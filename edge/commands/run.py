@@ -19,6 +19,7 @@ from pathlib import Path
 from edge.commands.options import add_mqtt_options
 from edge.config import load_recipe
 from edge.lane.console import DecisionPrinter, stop_on_signals
+from edge.outputs import check_outputs, runtime_outputs
 from edge.preflight import preflight
 from edge.realtime import lock_memory
 from edge.station import Station, StationOptions
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     recipe = load_recipe(args.recipe)
     preflight(recipe)  # paths inside the allowed roots, artifacts match their manifests
+    check_outputs(runtime_outputs(recipe, mqtt=not args.no_mqtt))  # outbox, archive: writable before the line starts
     printer = DecisionPrinter(quiet=args.quiet)
     station = Station(recipe, StationOptions(
         mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, mqtt_enabled=False if args.no_mqtt else None,

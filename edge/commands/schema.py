@@ -13,6 +13,7 @@ from edge.config.schema import (
     recipe_json_schema_text,
     reference_markdown,
 )
+from edge.outputs import check_outputs, file_output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     text = recipe_json_schema_text()
     if args.write:
+        check_outputs([file_output(args.write, "--write")])
         write_text_atomic(Path(args.write), text)
         print(f"wrote {args.write}")
         if Path(args.write).resolve() == REPO_SCHEMA_PATH and REPO_DOCS_PATH.is_file():
