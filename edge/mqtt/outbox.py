@@ -136,6 +136,12 @@ class Outbox:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def oldest_created(self) -> float | None:
+        """Wall-clock time the oldest waiting row was written (None when empty), whatever the drain order."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def stats(self) -> dict[str, object]:
         """What ``status`` shows: rows and bytes waiting, and what the caps dropped."""
         with self._lock:

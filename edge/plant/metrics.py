@@ -137,11 +137,11 @@ class _LaneCollector(Collector):
             return
         try:
             rows = outbox.count()
-            oldest = outbox.pending(1)
-        except Exception:  # noqa: BLE001 - closed at shutdown
+            oldest = outbox.oldest_created()  # not pending(1): the outbox may drain newest first
+        except Exception:  # closed at shutdown
             return
         yield GaugeMetricFamily("iad_outbox_rows", "Results waiting in the SQLite outbox for the broker's acknowledgement.", value=rows)
-        age = time.time() - oldest[0].created if oldest else 0.0
+        age = time.time() - oldest if oldest is not None else 0.0
         yield GaugeMetricFamily("iad_outbox_oldest_age_seconds", "Age of the oldest result still in the outbox (0 when empty).", value=age)
 
     @staticmethod
