@@ -18,6 +18,7 @@ from pathlib import Path
 from edge.assistant import thaw_guard
 from edge.config import load_recipe
 from edge.commands.options import add_mqtt_options
+from edge.outputs import check_outputs, runtime_outputs
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)
     preflight(recipe)  # paths inside the allowed roots, model files match their manifests: before loading anything
+    check_outputs(runtime_outputs(recipe, mqtt=False, archive=False, spool=True))  # the spool it takes jobs from
     cfg = recipe.assistant
     applied = apply_priority(cfg.nice, cfg.cpu_affinity, cfg.sched_idle, cfg.io_priority)
     busy = BusySignal(cfg.busy_signal or signal_name(recipe.line, recipe.station))
