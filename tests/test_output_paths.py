@@ -130,3 +130,20 @@ def test_inspect_out_policy_same_as_eval(workspace, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["part.json", "part.png", "summary.json"]
     assert main(["inspect", str(recipe), str(image), "--out", str(other), "--overwrite"]) == 0
     assert not (other / "keep.txt").exists()
+
+
+def test_run_refuses_an_archive_or_outbox_it_cannot_write_before_the_line_starts(workspace, capsys):
+    root, recipe, _, _, _ = workspace
+    text = recipe.read_text().replace("path: archive", f"path: {root / 'notes.txt' / 'archive'}")
+    recipe.write_text(text)
+    before = _tree(root)
+    assert main(["run", str(recipe), "--no-mqtt", "--max-frames", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "archive.path" in err and "notes.txt is a file" in err and "Traceback" not in err
+    assert _tree(root) == before
+
+
+def test_schema_write_to_a_bad_path_is_one_line(workspace, capsys):
+    root = workspace[0]
+    assert main(["schema", "--write", str(root / "notes.txt" / "recipe.schema.json")]) == 1
+    assert "--write" in capsys.readouterr().err
