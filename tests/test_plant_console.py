@@ -51,14 +51,16 @@ class Plant:
 
 def _console_url(proc: subprocess.Popen, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
+    seen = []
     while time.monotonic() < deadline:
         line = proc.stderr.readline().decode(errors="replace")
+        seen.append(line)
         match = re.search(r"console: (https?://\S+/)", line)
         if match:
             return match.group(1)
         if not line and proc.poll() is not None:
             break
-    raise AssertionError(f"the console did not start (exit {proc.poll()})")
+    raise AssertionError(f"the console did not start (exit {proc.poll()}): {''.join(seen)[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +191,40 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(plant):
         assert _get(plant, path)[0] == 404
     assert _recipe_text(plant) == before
     assert not plant.recipe.with_name(plant.recipe.name + ".prev").exists()
+
+
+def test_editing_on_a_network_address_is_served_over_tls(plant):
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found (.ci/setup installs it)")
+    cert, key = plant.folder / "console.crt", plant.folder / "console.key"  # inside the allowed roots
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    data = yaml.safe_load(_recipe_text(plant))
+    data["console"].update({"host": "0.0.0.0", "tls": {"cert_file": str(cert), "key_file": str(key)}})
+    tls_recipe = plant.folder / "tls.yaml"
+    tls_recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "console", str(tls_recipe)], cwd=plant.folder, env=plant.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = _console_url(proc)
+        assert url.startswith("https://0.0.0.0:")
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(cert))
+        req = urllib.request.Request(f"https://127.0.0.1:{port}/api/login", data=json.dumps({"password": PASSWORD}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=context, timeout=30) as resp:
+            assert resp.status == 200
+            cookie = resp.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/api/state", context=context, timeout=30) as resp:
+            assert json.loads(resp.read())["editing"] is True
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        proc.stderr.close()
 
 
 def test_ng_parts_come_from_the_archive_with_their_overlay(plant):
