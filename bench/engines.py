@@ -25,8 +25,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def gpu_name() -> str:
     return "no CUDA device"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     parser.add_argument("--resolutions", nargs="+", type=int, default=[224, 448])
@@ -187,7 +188,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     except Unavailable as exc:
                         notes[route] = str(exc)
                         continue
-                    except Exception as exc:  # noqa: BLE001 - a broken route must not stop the others
+                    except Exception as exc:  # a broken route must not stop the others
                         notes[route] = f"{type(exc).__name__}: {exc}"
                         continue
                     for batch in args.batches:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._models import exported_expert  # noqa: E402
+from bench._models import exported_expert
 
 
 def bench_resolution(workdir: Path, arch: str, resolution: int, runs: int, threads: int, bank_images: int) -> dict:
@@ -95,7 +95,7 @@ def main() -> int:
     if args.int8:
         from bench._precision import bench_int8, print_table
 
-        say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+        say = lambda m: print(m, file=sys.stderr, flush=True)
         rows = [bench_int8(workdir, args.arch, r, args.runs, args.threads, args.bank_images, args.eval_parts,
                            args.calibration_images, say) for r in args.resolutions]
         print_table(rows, args.threads)

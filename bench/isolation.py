@@ -103,7 +103,7 @@ def run_phase(recipe_path: Path, frames: int, saturate: bool, broker) -> dict:
     latencies: list[float] = []
     fail_safe = [0]
 
-    def observe(frame, result, decision) -> None:  # noqa: ANN001
+    def observe(frame, result, decision) -> None:
         latencies.append(decision.latency_ms)
         fail_safe[0] += int(decision.fail_safe)
 
@@ -134,12 +134,12 @@ def run_phase(recipe_path: Path, frames: int, saturate: bool, broker) -> dict:
     return {"latencies": latencies, "fail_safe": fail_safe[0], "jobs_fed": fed.value}
 
 
-def feed(spool_dir: str, stop, fed) -> None:  # noqa: ANN001
+def feed(spool_dir: str, stop, fed) -> None:
     """Keep 3 NG jobs waiting in the spool, so the assistant never runs out of work (separate process)."""
+    import os
+
     from edge.assistant.spool import write_job
     from edge.sources.synthetic import SyntheticPartRenderer
-
-    import os
 
     # the feeder stands in for the job source, not for load on the line: keep it out of the lane's way
     os.setpriority(os.PRIO_PROCESS, 0, 19)

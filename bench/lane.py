@@ -30,13 +30,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._models import exported_expert  # noqa: E402
+from bench._models import exported_expert
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -95,7 +94,7 @@ class ReplaySource:
     ``rate_hz`` None: pulled as fast as the lane takes them (saturated); else pushed at that rate (paced).
     """
 
-    def __init__(self, images: list[np.ndarray], rate_hz: Optional[float] = None):
+    def __init__(self, images: list[np.ndarray], rate_hz: float | None = None):
         self.images, self.rate_hz = images, rate_hz
         self._closed = threading.Event()
 
@@ -174,7 +173,7 @@ def _run_lane(recipe, inspector, broker, frames: int, source):
     return latencies, list(plc.latencies), fps, lane.counters.snapshot(), per_frame, cpu
 
 
-def _expert_only(inspector, tile: np.ndarray, runs: int, cpu: Optional[list[float]] = None) -> list[float]:
+def _expert_only(inspector, tile: np.ndarray, runs: int, cpu: list[float] | None = None) -> list[float]:
     """Wall ms of ``runs`` expert calls; appends the process CPU ms per call to ``cpu`` (robust to other load)."""
     times = []
     c0 = time.process_time()

@@ -25,13 +25,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._models import exported_expert  # noqa: E402
+from bench._models import exported_expert
 
 BANK_ROWS = (1, 1024, 8192, 32768, 131072)
 FRAME_WIDTHS = (1024, 2048, 4096, 8192)
@@ -142,14 +142,14 @@ def bench_frame(workdir: Path, threads: int, int8: bool, widths: tuple[int, ...]
 
 def bench_coreset(workdir: Path, threads: int, fractions: tuple[float, ...], good_images: int, parts: int,
                   runs: int) -> list[dict[str, Any]]:
+    import yaml
+
     from edge.bank import Bank, build_bank, greedy_coreset
     from edge.config import load_recipe
     from edge.evaluation.metrics import auroc, pixel_metrics_exact
     from edge.expert import load_expert
     from edge.inspector import Inspector
     from edge.sources.synthetic import SyntheticPartRenderer
-
-    import yaml
 
     model = exported_expert(workdir, "vits14", 224)
     path = workdir / "scaling-coreset.yaml"
@@ -199,7 +199,7 @@ def bench_coreset(workdir: Path, threads: int, fractions: tuple[float, ...], goo
     return rows
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["bank", "frame", "coreset"], choices=["bank", "frame", "coreset"])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 448])

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 
 # ---------------------------------------------------------------- /proc sampling
-def proc_sample(pid: Optional[int]) -> dict[str, float]:
+def proc_sample(pid: int | None) -> dict[str, float]:
     """RSS (MB), open fds and threads of ``pid`` (NaN when it is gone)."""
     out = {"rss_mb": float("nan"), "fds": float("nan"), "threads": float("nan")}
     if not pid:
@@ -105,7 +105,7 @@ class Plc:
         self.client.connect(host, port)
         self.client.loop_start()
 
-    def _message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _message(self, client, userdata, msg) -> None:
         now = time.time()
         try:
             body = json.loads(msg.payload)
@@ -154,7 +154,7 @@ def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, r
     return path
 
 
-def fit(t_s: np.ndarray, y: np.ndarray) -> Optional[dict[str, float]]:
+def fit(t_s: np.ndarray, y: np.ndarray) -> dict[str, float] | None:
     """Least-squares line; slope per hour, its standard error, residual spread, fitted change over the span."""
     ok = np.isfinite(y)
     t, y = t_s[ok] / 3600.0, y[ok]
@@ -171,7 +171,7 @@ def fit(t_s: np.ndarray, y: np.ndarray) -> Optional[dict[str, float]]:
             "mean": float(y.mean()), "beyond_noise": bool(beyond)}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="Soak duration (default 10).")
     parser.add_argument("--rate", type=float, default=5.0, help="Trigger rate in Hz (default 5).")

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,7 +47,7 @@ MAP_SCALE = 30000.0  # map.png stores round(value * MAP_SCALE) as uint16 (values
 class _Job:
     entry: Path
     frame: Frame
-    result: Optional[InspectionResult]
+    result: InspectionResult | None
     body: dict[str, Any]
     pixel_threshold: float
 
@@ -63,15 +63,15 @@ class Archive:
         self.skipped = 0
         self.errors = 0
         self.deleted = 0
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
         self._ok_seen = 0
-        self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue(maxsize=cfg.queue_size)
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=cfg.queue_size)
         self._entries: list[tuple[float, int, Path]] = []  # (mtime, bytes, path), oldest first
         self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
         self._started = False
 
     # ------------------------------------------------------------------ API
-    def start(self) -> "Archive":
+    def start(self) -> Archive:
         if self.cfg.enabled and not self._started:
             self._started = True
             self._thread.start()
@@ -87,14 +87,14 @@ class Archive:
         self._ok_seen += 1
         return int(self._ok_seen * rate) > int((self._ok_seen - 1) * rate)
 
-    def entry_for(self, frame: Frame, verdict: str, when: Optional[float] = None) -> Path:
+    def entry_for(self, frame: Frame, verdict: str, when: float | None = None) -> Path:
         """The folder an entry for this frame will get (so result JSON can name it before it exists)."""
         when = time.time() if when is None else when
         stamp = time.strftime("%H%M%S", time.localtime(when)) + f"_{int(when * 1000) % 1000:03d}"
         day = time.strftime("%Y-%m-%d", time.localtime(when))
         return self.root / day / f"{stamp}_{self.session}_{frame.trigger_id}_{verdict}"
 
-    def submit(self, entry: Path, frame: Frame, result: Optional[InspectionResult], body: dict[str, Any],
+    def submit(self, entry: Path, frame: Frame, result: InspectionResult | None, body: dict[str, Any],
                pixel_threshold: float) -> bool:
         """Queue an entry without waiting; False (and counted) when the writer is behind."""
         if not self._started:
@@ -146,7 +146,7 @@ class Archive:
             except OSError as exc:
                 self._record_error(exc, f"writing {job.entry}")
                 shutil.rmtree(self._tmp_path(job.entry), ignore_errors=True)
-            except Exception as exc:  # noqa: BLE001 - an archive bug must never stop the line
+            except Exception as exc:  # an archive bug must never stop the line
                 self._record_error(exc, f"writing {job.entry}")
                 shutil.rmtree(self._tmp_path(job.entry), ignore_errors=True)
 
@@ -195,7 +195,7 @@ class Archive:
         return size
 
     @staticmethod
-    def _overlay(image: np.ndarray, result: InspectionResult, pixel_threshold: float) -> Optional[np.ndarray]:
+    def _overlay(image: np.ndarray, result: InspectionResult, pixel_threshold: float) -> np.ndarray | None:
         try:
             from edge.overlay import render_overlay
         except ImportError:  # overlay module not shipped in this build

@@ -9,13 +9,13 @@ ratio (square tiles at native resolution), as AnomalyDINO does. `check` and
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 # width/height (or height/width) above which resize distorts enough to matter; 4:3 and 3:2 cameras stay quiet
 ASPECT_TOLERANCE = 1.5
 
 
-def aspect_warning(width: int, height: int, tiling: Any, what: str = "frames") -> Optional[str]:
+def aspect_warning(width: int, height: int, tiling: Any, what: str = "frames") -> str | None:
     """One warning line when resize mode distorts a ``width`` x ``height`` image beyond the tolerance, else None."""
     if tiling.mode != "resize" or width <= 0 or height <= 0:
         return None
@@ -29,7 +29,7 @@ def aspect_warning(width: int, height: int, tiling: Any, what: str = "frames") -
             "see docs/recipes.md, 'Choosing the tiling'")
 
 
-def inspected_size(recipe: Any, frame_size: Optional[tuple[int, int]] = None) -> Optional[tuple[int, int]]:
+def inspected_size(recipe: Any, frame_size: tuple[int, int] | None = None) -> tuple[int, int] | None:
     """(width, height) the expert sees: the ROI when set, else the frame size (when known)."""
     if recipe.roi is not None:
         return recipe.roi.width, recipe.roi.height

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,9 +24,9 @@ import numpy as np
 from edge.atomic import atomic_writer
 from edge.bank_fit import build_record
 from edge.errors import BankError
-from edge.types import Expert
 from edge.imageio import to_rgb8
 from edge.tiling import cut_tiles, plan_tiles
+from edge.types import Expert
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Bank:
     def size(self) -> int:
         return int(self.features.shape[0])
 
-    def save(self, path: Union[str, Path]) -> Path:
+    def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename): a crash never leaves half a bank."""
         path = Path(path)
         arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32)}
@@ -53,7 +54,7 @@ class Bank:
         return path
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Bank":
+    def load(cls, path: str | Path) -> Bank:
         path = Path(path)
         if not path.is_file():
             raise BankError(f"{path}: no memory bank here; build it with `iad-edge calibrate RECIPE --good DIR`")
@@ -68,7 +69,7 @@ class Bank:
             raise BankError(f"{path}: not an {BANK_FORMAT} bank; rebuild it with `iad-edge calibrate`")
         return cls(features, meta)
 
-    def check_fits(self, expert: Expert, path: Union[str, Path] = "bank") -> None:
+    def check_fits(self, expert: Expert, path: str | Path = "bank") -> None:
         """Refuse a bank made by another expert (feature size, model hash, resolution)."""
         if self.features.shape[1] != expert.feature_dim:
             raise BankError(
@@ -126,7 +127,7 @@ def build_bank(
     images: Iterable[np.ndarray],
     recipe: Any,
     progress: bool = True,
-    total: Optional[int] = None,
+    total: int | None = None,
 ) -> Bank:
     """Patch features of good images, in the recipe's ROI and tiling, as a :class:`Bank`.
 

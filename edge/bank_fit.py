@@ -18,8 +18,9 @@ anything calibrated is refused before it is tiled (:func:`frame_limit`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any
 
 # default frame guard: this many times the largest calibrated frame (area), never below FLOOR_MP
 DEFAULT_LIMIT_FACTOR = 4.0
@@ -56,11 +57,11 @@ class Fit:
         return not self.errors
 
 
-def _roi_text(roi: Optional[list]) -> str:
+def _roi_text(roi: list | None) -> str:
     return "none (whole frame)" if not roi else f"x={roi[0]} y={roi[1]} {roi[2]}x{roi[3]}"
 
 
-def compare(meta: dict[str, Any], recipe: Any, expert_sha256: Optional[str] = None) -> Fit:
+def compare(meta: dict[str, Any], recipe: Any, expert_sha256: str | None = None) -> Fit:
     """Apply the refuse/warn rules of the module docstring; messages say what differs and what to do."""
     fit = Fit()
     rebuild = "rebuild it with `iad-edge calibrate RECIPE --good DIR`"
@@ -130,7 +131,7 @@ def describe(meta: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def frame_limit(recipe: Any, meta: Optional[dict[str, Any]]) -> tuple[float, str]:
+def frame_limit(recipe: Any, meta: dict[str, Any] | None) -> tuple[float, str]:
     """(largest frame in megapixels, where that limit comes from) for the frame guard."""
     if recipe.tiling.max_megapixels is not None:
         return float(recipe.tiling.max_megapixels), "tiling.max_megapixels"

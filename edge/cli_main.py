@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from edge.errors import IadError
 
 
-def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], log_format: str) -> int:
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, log_format: str) -> int:
     """Parse, configure logging, dispatch to ``args.func``; exit 2 without a command, 1 on IadError, 130 on Ctrl-C."""
     args = parser.parse_args(argv)
     logging.basicConfig(

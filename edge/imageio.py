@@ -8,7 +8,6 @@ place that rejects what cannot be converted (with the reason).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
@@ -19,7 +18,7 @@ from edge.errors import BadFrameError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
 
 
-def read_image(path: Union[str, Path]) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as stored (gray or BGR, 8 or 16 bit); raise BadFrameError with the reason."""
     path = Path(path)
     if not path.is_file():
@@ -74,7 +73,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(to_rgb8(image), cv2.COLOR_RGB2BGR)
 
 
-def write_image_atomic(path: Union[str, Path], image: np.ndarray) -> None:
+def write_image_atomic(path: str | Path, image: np.ndarray) -> None:
     """Encode by the file suffix and replace ``path`` atomically (no half-written files)."""
     path = Path(path)
     ok, buf = cv2.imencode(path.suffix or ".png", image)

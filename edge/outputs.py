@@ -24,9 +24,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Union
 
 from edge.errors import IadError
 
@@ -47,7 +48,7 @@ class Output:
     path: Path
     kind: str  # "file" or "dir"
     option: str  # e.g. "--report", "--bank" or "bank.path"
-    marker: Optional[str] = None  # a file that marks a folder as this command's own earlier output
+    marker: str | None = None  # a file that marks a folder as this command's own earlier output
     overwrite: bool = False
 
 
@@ -55,7 +56,7 @@ def file_output(path: PathLike, option: str) -> Output:
     return Output(Path(path), "file", option)
 
 
-def dir_output(path: PathLike, option: str, marker: Optional[str] = None, overwrite: bool = False) -> Output:
+def dir_output(path: PathLike, option: str, marker: str | None = None, overwrite: bool = False) -> Output:
     return Output(Path(path), "dir", option, marker, overwrite)
 
 

@@ -12,8 +12,6 @@ regions orange — never green, which the evaluation uses for the ground truth.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import cv2
 import numpy as np
 
@@ -73,10 +71,10 @@ def render_overlay(
     anomaly_map: np.ndarray,
     regions: list[Region],
     pixel_threshold: float,
-    verdict: Optional[str] = None,
-    score: Optional[float] = None,
-    image_threshold: Optional[float] = None,
-    title: Optional[str] = None,
+    verdict: str | None = None,
+    score: float | None = None,
+    image_threshold: float | None = None,
+    title: str | None = None,
     min_side: int = 320,
     max_side: int = 1600,
     colour_bar: bool = True,

@@ -9,7 +9,8 @@ never imports harvesters and a CPU box never imports TensorRT.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def implementation_of(cfg: Any) -> Callable[[Any], Any]:

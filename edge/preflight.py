@@ -8,8 +8,9 @@ assistant's manifest readers, so it sits above both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from edge.assistant.gguf_check import load_gguf_manifest, verify_gguf
 from edge.errors import ModelLoadError
@@ -47,7 +48,7 @@ def verify_artifacts(recipe: Any, require_gguf_manifest: bool = False) -> dict[s
     return out
 
 
-def preflight(recipe: Any, environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def preflight(recipe: Any, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Both checks, as ``iad-edge run`` / ``assistant`` do before loading anything.
 
     With confinement on (production), GGUF files must have a manifest too.

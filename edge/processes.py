@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from typing import Optional
 
 
-def terminate(proc: Optional[subprocess.Popen], timeout: float = 5.0) -> None:
+def terminate(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; a no-op for None or an exited process."""
     if proc is None or proc.poll() is not None:
         return

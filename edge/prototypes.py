@@ -16,9 +16,10 @@ the candidate list is empty: the model is never handed an invented type.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -49,13 +50,13 @@ class Prototypes:
     shots: np.ndarray  # [S, D] every shot (normalised, not centred)
     shot_types: list[str]  # type of each shot
     meta: dict[str, Any] = field(default_factory=dict)
-    center: Optional[np.ndarray] = None  # [D] mean of all shots (zeros for a single type)
+    center: np.ndarray | None = None  # [D] mean of all shots (zeros for a single type)
 
     @property
     def dim(self) -> int:
         return int(self.features.shape[1])
 
-    def match(self, feature: Optional[np.ndarray], k: int = 3) -> list[dict[str, Any]]:
+    def match(self, feature: np.ndarray | None, k: int = 3) -> list[dict[str, Any]]:
         """Top-``k`` defect types for a region feature: ``[{"type", "similarity"}]``, most similar first.
 
         A type's similarity is the cosine to its prototype. A missing feature
@@ -76,14 +77,14 @@ class Prototypes:
         order = np.argsort(-sims, kind="stable")[: max(0, k)]
         return [{"type": self.types[i], "similarity": round(float(sims[i]), 4)} for i in order]
 
-    def save(self, path: Union[str, Path]) -> Path:
+    def save(self, path: str | Path) -> Path:
         """Write atomically as ``.npz`` (:func:`edge.files.save_npz`)."""
         meta = dict(self.meta, format=PROTOTYPES_FORMAT, types=self.types, shot_types=self.shot_types)
         center = self.center if self.center is not None else np.zeros(self.dim, np.float32)
         return save_npz(path, meta, {"features": self.features, "shots": self.shots, "center": center})
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Prototypes":
+    def load(cls, path: str | Path) -> Prototypes:
         path = Path(path)
         if not path.is_file():
             raise PrototypeError(f"{path}: no prototypes file; build it with `iad-edge calibrate RECIPE --defects DIR`")
@@ -97,7 +98,7 @@ class Prototypes:
         return cls(list(meta["types"]), features, arrays["shots"], list(meta.get("shot_types", [])), meta, arrays["center"])
 
 
-def prototypes_from_features(shots: Mapping[str, Sequence[np.ndarray]], meta: Optional[dict] = None) -> Prototypes:
+def prototypes_from_features(shots: Mapping[str, Sequence[np.ndarray]], meta: dict | None = None) -> Prototypes:
     """Prototypes from already pooled region features, ``{type: [feature, ...]}``."""
     types = sorted(t for t, feats in shots.items() if len(feats))
     empty = sorted(t for t, feats in shots.items() if not len(feats))
@@ -115,7 +116,7 @@ def prototypes_from_features(shots: Mapping[str, Sequence[np.ndarray]], meta: Op
                       dict(meta or {}, shots_per_type={t: len(shots[t]) for t in types}), center.astype(np.float32))
 
 
-def strongest_region_feature(result: Any) -> Optional[np.ndarray]:
+def strongest_region_feature(result: Any) -> np.ndarray | None:
     """Feature of the region with the highest peak in an InspectionResult (None when there is no region)."""
     regions = [r for r in getattr(result, "regions", []) if getattr(r, "feature", None) is not None]
     if not regions:
@@ -125,10 +126,10 @@ def strongest_region_feature(result: Any) -> Optional[np.ndarray]:
 
 def build_prototypes(
     inspector: Any,
-    defects_dir: Union[str, Path],
+    defects_dir: str | Path,
     progress: bool = True,
     min_shots: int = 1,
-    read: Optional[Callable[[Path], np.ndarray]] = None,
+    read: Callable[[Path], np.ndarray] | None = None,
 ) -> Prototypes:
     """Inspect ``defects_dir/<type>/*`` and build one prototype per type from the strongest region's feature.
 
@@ -175,11 +176,11 @@ def build_prototypes(
     return prototypes_from_features(shots, {"source": str(root), "skipped": skipped})
 
 
-def load_prototypes(path: Optional[Union[str, Path]]) -> Optional[Prototypes]:
+def load_prototypes(path: str | Path | None) -> Prototypes | None:
     """The recipe's prototypes, or None when ``assistant.prototypes`` is not set."""
     return Prototypes.load(path) if path else None
 
 
-def match_candidates(prototypes: Optional[Prototypes], feature: Optional[np.ndarray], k: int = 3) -> list[dict[str, Any]]:
+def match_candidates(prototypes: Prototypes | None, feature: np.ndarray | None, k: int = 3) -> list[dict[str, Any]]:
     """Candidates for a region; empty when there are no prototypes or no feature (never invented)."""
     return prototypes.match(feature, k) if prototypes is not None else []

@@ -7,7 +7,6 @@ PLC result, the archive overlay and the assistant's grounded explanation.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -33,7 +32,7 @@ def extract_regions(
     anomaly_map: np.ndarray,
     pixel_threshold: float,
     offset: tuple[int, int] = (0, 0),
-    pixel_pitch_mm: Optional[float] = None,
+    pixel_pitch_mm: float | None = None,
 ) -> list[Region]:
     """Connected components (8-connected) of ``anomaly_map >= pixel_threshold``, strongest first.
 

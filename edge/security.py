@@ -32,8 +32,9 @@ safetensors (:mod:`export.checkpoint`); banks and prototypes with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -49,14 +50,14 @@ class PathNotAllowedError(IadError):
     """A recipe names a file outside the allowed roots."""
 
 
-def confinement_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
+def confinement_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """True when ``$IAD_ALLOWED_ROOTS`` is set (non-empty): production units set it."""
     env = os.environ if environ is None else environ
     return bool(env.get(ENV_ROOTS, "").strip())
 
 
-def allowed_roots(recipe_path: Optional[Union[str, Path]] = None,
-                  environ: Optional[Mapping[str, str]] = None) -> list[Path]:
+def allowed_roots(recipe_path: str | Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> list[Path]:
     """The allowed roots (resolved): ``$IAD_ALLOWED_ROOTS`` or the defaults, plus the recipe's folder."""
     env = os.environ if environ is None else environ
     value = env.get(ENV_ROOTS, "").strip()
@@ -100,7 +101,7 @@ def recipe_paths(model: Any, prefix: str = "") -> Iterator[tuple[str, Path]]:
             yield from recipe_paths(item, f"{prefix}.{key}")
 
 
-def is_within(path: Union[str, Path], roots: Sequence[Path]) -> bool:
+def is_within(path: str | Path, roots: Sequence[Path]) -> bool:
     """True when ``path`` (symlinks resolved, even if it does not exist yet) lies under one of ``roots``."""
     real = Path(os.path.realpath(path))
     return any(real == root or root in real.parents for root in roots)
@@ -111,7 +112,7 @@ def outside_roots(recipe: Any, roots: Sequence[Path]) -> list[tuple[str, Path]]:
     return [(field, path) for field, path in recipe_paths(recipe) if not is_within(path, roots)]
 
 
-def check_recipe_paths(recipe: Any, environ: Optional[Mapping[str, str]] = None, force: bool = False) -> list[Path]:
+def check_recipe_paths(recipe: Any, environ: Mapping[str, str] | None = None, force: bool = False) -> list[Path]:
     """Refuse a recipe with a path outside the allowed roots; returns the roots used.
 
     A no-op (returns []) unless confinement is enabled or ``force`` is given.

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 from edge.archive import Archive
 from edge.assistant.busy_signal import BusySignal, signal_name
@@ -67,27 +68,27 @@ class StationOptions:
     ``inspector``/``source`` replace what the recipe would load (tests, benchmarks).
     """
 
-    mqtt_host: Optional[str] = None
-    mqtt_port: Optional[int] = None
-    mqtt_enabled: Optional[bool] = None
-    bank_path: Optional[Path] = None
-    queue_size: Optional[int] = None
-    status_interval_s: Optional[float] = None
-    pull: Optional[bool] = None
-    recipe_path: Optional[Path] = None  # the recipe file: watched for live reload, handed to the assistant child
+    mqtt_host: str | None = None
+    mqtt_port: int | None = None
+    mqtt_enabled: bool | None = None
+    bank_path: Path | None = None
+    queue_size: int | None = None
+    status_interval_s: float | None = None
+    pull: bool | None = None
+    recipe_path: Path | None = None  # the recipe file: watched for live reload, handed to the assistant child
     watch: bool = False  # live reload of recipe_path
     watch_interval_s: float = 0.5
-    shadow: Optional[Path] = None  # candidate recipe for shadow mode
+    shadow: Path | None = None  # candidate recipe for shadow mode
     commands: bool = False  # serve cmd/+ (needs MQTT)
     command_rate_per_s: float = 2.0
     command_burst: int = 5
-    assistant_hooks: Optional[bool] = None  # busy flag + NG spool; None: recipe.assistant.enabled
+    assistant_hooks: bool | None = None  # busy flag + NG spool; None: recipe.assistant.enabled
     supervise_assistant: bool = False  # also run `iad-edge assistant` as a child process (demo)
-    assistant_log: Optional[Path] = None
+    assistant_log: Path | None = None
     notify: bool = False  # systemd READY/STOPPING/WATCHDOG
-    notifier: Optional[Notifier] = None  # a given notifier (tests); implies notify
-    inspector: Optional[InspectorLike] = None
-    source: Optional[FrameSource] = None
+    notifier: Notifier | None = None  # a given notifier (tests); implies notify
+    inspector: InspectorLike | None = None
+    source: FrameSource | None = None
     observers: Sequence[Observer] = field(default_factory=tuple)
     drain_timeout_s: float = 5.0
 
@@ -95,30 +96,30 @@ class StationOptions:
 class Station:
     """One station's appliance: see the module docstring for the ordered steps."""
 
-    def __init__(self, recipe: Recipe, options: Optional[StationOptions] = None):
+    def __init__(self, recipe: Recipe, options: StationOptions | None = None):
         self.recipe = recipe
         self.options = options or StationOptions()
         self.session = uuid.uuid4().hex[:8]
-        self.inspector: Optional[InspectorLike] = None
-        self.source: Optional[FrameSource] = None
-        self.outbox: Optional[Outbox] = None
-        self.archive: Optional[Archive] = None
-        self.lane: Optional[Lane] = None
-        self.link: Optional[MqttLink] = None
-        self.commands: Optional[CommandListener] = None
-        self.watcher: Optional[RecipeWatcher] = None
-        self.shadow: Optional[ShadowEvaluator] = None
-        self.busy: Optional[BusySignal] = None
-        self.spool: Optional[SpoolWriter] = None
-        self.freezer: Optional[AssistantFreezer] = None
-        self.assistant: Optional[AssistantSupervisor] = None
-        self.notifier: Optional[Notifier] = None
-        self.watchdog: Optional[Watchdog] = None
-        self.plant: Optional[object] = None  # edge.plant.hooks.PlantHooks when sparkplug/metrics are on
+        self.inspector: InspectorLike | None = None
+        self.source: FrameSource | None = None
+        self.outbox: Outbox | None = None
+        self.archive: Archive | None = None
+        self.lane: Lane | None = None
+        self.link: MqttLink | None = None
+        self.commands: CommandListener | None = None
+        self.watcher: RecipeWatcher | None = None
+        self.shadow: ShadowEvaluator | None = None
+        self.busy: BusySignal | None = None
+        self.spool: SpoolWriter | None = None
+        self.freezer: AssistantFreezer | None = None
+        self.assistant: AssistantSupervisor | None = None
+        self.notifier: Notifier | None = None
+        self.watchdog: Watchdog | None = None
+        self.plant: object | None = None  # edge.plant.hooks.PlantHooks when sparkplug/metrics are on
         self.shadow_summary: list[str] = []
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._built = False
-        self._max_frames: Optional[int] = None
+        self._max_frames: int | None = None
 
     # ------------------------------------------------------------------ the ordered list
     def steps(self) -> list[tuple[str, Callable[[], Undo]]]:
@@ -144,26 +145,26 @@ class Station:
         return [("frames", self._start_frames), ("ready", self._start_ready)]
 
     # ------------------------------------------------------------------ lifecycle
-    def build(self) -> "Station":
+    def build(self) -> Station:
         """Run :meth:`steps` (everything except the frame flow); on failure undo what ran and re-raise."""
         if not self._built:
             self._run(self.steps())
             self._built = True
         return self
 
-    def start(self, max_frames: Optional[int] = None) -> "Station":
+    def start(self, max_frames: int | None = None) -> Station:
         """:meth:`build` if needed, then let frames flow (until ``max_frames``, the source's end or :meth:`stop`)."""
         self._max_frames = max_frames
         self.build()
         self._run(self.run_steps())
         return self
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """True once acquisition ended (``max_frames`` reached or the source ran out)."""
         assert self.lane is not None, "start() the station first"
         return self.lane.wait(timeout)
 
-    def stop(self, drain_timeout_s: Optional[float] = None) -> None:
+    def stop(self, drain_timeout_s: float | None = None) -> None:
         """Undo every step that ran, last first. Safe to call twice and after a failed start."""
         if drain_timeout_s is not None:
             self.options.drain_timeout_s = drain_timeout_s
@@ -171,11 +172,11 @@ class Station:
             name, undo = self._undo.pop()
             try:
                 undo()
-            except Exception:  # noqa: BLE001 - keep undoing the rest
+            except Exception:  # keep undoing the rest
                 log.exception("stopping %s failed", name)
         self._built = False
 
-    def __enter__(self) -> "Station":
+    def __enter__(self) -> Station:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,8 +42,8 @@ class Frame:
     trigger_time: float
     source: str = ""
     name: str = ""
-    ground_truth: Optional[np.ndarray] = None  # bool mask of an injected defect (synthetic source)
-    defect_type: Optional[str] = None
+    ground_truth: np.ndarray | None = None  # bool mask of an injected defect (synthetic source)
+    defect_type: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     trigger_mono: float = field(default_factory=time.monotonic)  # time.monotonic() at the trigger
 
@@ -61,11 +61,11 @@ class Region:
     peak: float
     mean: float
     location: str
-    area_mm2: Optional[float] = None
+    area_mm2: float | None = None
     rejects: bool = True
-    zone: Optional[str] = None  # name of the recipe zone holding the centroid (rules.zones)
-    defect_type: Optional[str] = None  # nearest defect-type prototype, when prototypes are calibrated
-    feature: Optional[np.ndarray] = field(default=None, repr=False)  # pooled L2-normalised DINOv2 feature
+    zone: str | None = None  # name of the recipe zone holding the centroid (rules.zones)
+    defect_type: str | None = None  # nearest defect-type prototype, when prototypes are calibrated
+    feature: np.ndarray | None = field(default=None, repr=False)  # pooled L2-normalised DINOv2 feature
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -96,7 +96,7 @@ class InspectionResult:
     regions: list[Region]
     anomaly_map: np.ndarray = field(repr=False)  # float32, frame size (zeros outside the ROI)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
-    patch_features: Optional[np.ndarray] = field(default=None, repr=False)  # [tiles, h, w, D]
+    patch_features: np.ndarray | None = field(default=None, repr=False)  # [tiles, h, w, D]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,7 +123,7 @@ class Decision:
     trigger_id: int
     verdict: Verdict
     reason: str
-    score: Optional[float]
+    score: float | None
     trigger_time: float
     decided_at: float
     window_ms: float
@@ -131,8 +131,8 @@ class Decision:
     region_count: int = 0
     delivery: str = "pending"
     timings: dict[str, float] = field(default_factory=dict)
-    trigger_mono: Optional[float] = None  # monotonic clock: what deadlines are measured on
-    decided_mono: Optional[float] = None
+    trigger_mono: float | None = None  # monotonic clock: what deadlines are measured on
+    decided_mono: float | None = None
     session: str = ""  # with trigger_id identifies the part (frame ids restart with the lane and the camera)
 
     @property
@@ -147,7 +147,7 @@ class Decision:
         """Epoch seconds after which this decision must not reach the PLC (published data, not used to decide)."""
         return self.trigger_time + self.window_ms / 1000.0
 
-    def remaining_s(self, now_mono: Optional[float] = None) -> float:
+    def remaining_s(self, now_mono: float | None = None) -> float:
         """Seconds left in the decision window (negative when over), on the monotonic clock.
 
         Without ``trigger_mono`` (a decision built by hand) the wall clock is used.

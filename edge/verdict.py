@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from edge.types import Region, Verdict
 class TypeMatcher(Protocol):
     """Nearest defect types of a region feature (:class:`edge.prototypes.Prototypes` implements it)."""
 
-    def match(self, feature: Optional[np.ndarray], k: int = 3) -> list[dict[str, object]]: ...
+    def match(self, feature: np.ndarray | None, k: int = 3) -> list[dict[str, object]]: ...
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,13 @@ class RegionRule:
     """Why one region rejects or not (kept for the reason text)."""
 
     rejects: bool
-    zone: Optional[str]
+    zone: str | None
     min_area_px: int
     why: str
-    defect_type: Optional[str] = None
+    defect_type: str | None = None
 
 
-def zone_of(region: Region, zones: list[ZoneConfig]) -> Optional[ZoneConfig]:
+def zone_of(region: Region, zones: list[ZoneConfig]) -> ZoneConfig | None:
     """The first zone whose polygon contains the region's centroid (frame pixels), or None."""
     cx, cy = region.centroid
     for zone in zones:
@@ -71,7 +71,7 @@ def zone_of(region: Region, zones: list[ZoneConfig]) -> Optional[ZoneConfig]:
     return None
 
 
-def region_defect_type(region: Region, recipe: Recipe, prototypes: Optional[TypeMatcher] = None) -> Optional[str]:
+def region_defect_type(region: Region, recipe: Recipe, prototypes: TypeMatcher | None = None) -> str | None:
     """The region's defect type: already set, or its nearest prototype when always_reject needs it."""
     known = region.defect_type
     if known is not None or not recipe.rules.always_reject or prototypes is None or region.feature is None:
@@ -82,7 +82,7 @@ def region_defect_type(region: Region, recipe: Recipe, prototypes: Optional[Type
     return None
 
 
-def judge_region(region: Region, recipe: Recipe, prototypes: Optional[TypeMatcher] = None) -> RegionRule:
+def judge_region(region: Region, recipe: Recipe, prototypes: TypeMatcher | None = None) -> RegionRule:
     """Apply the rules to one region (see the module docstring for the order)."""
     rules = recipe.rules
     zone = zone_of(region, list(rules.zones)) if rules.zones else None
@@ -107,7 +107,7 @@ def judge_region(region: Region, recipe: Recipe, prototypes: Optional[TypeMatche
 
 
 def judged_regions(regions: list[Region], recipe: Recipe,
-                   prototypes: Optional[TypeMatcher] = None) -> list[tuple[Region, RegionRule]]:
+                   prototypes: TypeMatcher | None = None) -> list[tuple[Region, RegionRule]]:
     """Each region as judged (a copy with ``rejects``, ``defect_type`` and, with zones, ``zone`` set) and its rule."""
     out = []
     for region in regions:
@@ -119,7 +119,7 @@ def judged_regions(regions: list[Region], recipe: Recipe,
     return out
 
 
-def decide(score: float, regions: list[Region], recipe: Recipe, prototypes: Optional[TypeMatcher] = None) -> Judgement:
+def decide(score: float, regions: list[Region], recipe: Recipe, prototypes: TypeMatcher | None = None) -> Judgement:
     """NG when the image score reaches its threshold or any region rejects; otherwise OK.
 
     Pure: the given regions are not changed (the judged copies are in the result) and

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 _IRREGULAR = {"category": "categories", "patch": "patches", "defect type": "defect types"}
 
 
-def count(n: int, word: str, plural: Optional[str] = None) -> str:
+def count(n: int, word: str, plural: str | None = None) -> str:
     """``n`` and ``word`` in the right number."""
     if n == 1:
         return f"{n} {word}"

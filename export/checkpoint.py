@@ -22,17 +22,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 # Belt and braces: local_files_only=True below is the guarantee; these stop any other hub call.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import torch  # noqa: E402  (after the offline switches, before transformers)
+import torch  # after the offline switches, before transformers
 
-from edge.expert.manifest import sha256_file  # noqa: E402
-from export.errors import CheckpointError  # noqa: E402
-from export.hub_keys import (  # noqa: E402
+from edge.expert.manifest import sha256_file
+from export.errors import CheckpointError
+from export.hub_keys import (
     hub_to_hf,
     infer_architecture,
     is_hub_layout,
@@ -74,10 +74,10 @@ class LoadedBackbone:
 
 
 def load_backbone(
-    checkpoint: Optional[os.PathLike[str] | str] = None,
+    checkpoint: os.PathLike[str] | str | None = None,
     tiny: bool = False,
     seed: int = TINY_SEED,
-    num_heads: Optional[int] = None,
+    num_heads: int | None = None,
 ) -> LoadedBackbone:
     """Dispatch on the source kind; exactly one of ``checkpoint`` / ``tiny`` must be given."""
     if tiny == (checkpoint is not None):
@@ -228,7 +228,7 @@ def _read_state_file(path: Path) -> Any:
         ) from None
 
 
-def load_hub_file(path: Path, num_heads: Optional[int] = None) -> LoadedBackbone:
+def load_hub_file(path: Path, num_heads: int | None = None) -> LoadedBackbone:
     """Load a torch-hub DINOv2 state dict; the architecture is inferred from tensor shapes."""
     source = str(path)
     state = unwrap_state_dict(_read_state_file(path), source)

@@ -14,8 +14,9 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from edge.files import MANIFEST_NAME
 from export.checkpoint import TINY_SEED, load_backbone
@@ -61,15 +62,15 @@ def _export_onnx(graph: Any, path: Path, opset: int) -> None:
 
 
 def export_dinov2(
-    out_dir: Union[str, os.PathLike[str]],
-    checkpoint: Optional[Union[str, os.PathLike[str]]] = None,
+    out_dir: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | None = None,
     tiny: bool = False,
     resolution: int = DEFAULT_RESOLUTION,
     opset: int = DEFAULT_OPSET,
     seed: int = TINY_SEED,
-    num_heads: Optional[int] = None,
+    num_heads: int | None = None,
     tolerance: float = 1e-4,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Export the region-expert graph to ``out_dir/expert.onnx`` with ``out_dir/manifest.json``.
 

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from export.errors import ExportError
 
@@ -49,7 +49,7 @@ def llama_cpp_python_version() -> str:
         from importlib.metadata import version
 
         return version("llama-cpp-python")
-    except Exception:  # noqa: BLE001 - not installed: use the pin
+    except Exception:  # not installed: use the pin
         return PINNED_LLAMA_CPP_PYTHON
 
 
@@ -62,7 +62,7 @@ def _is_converter_dir(path: Path) -> bool:
     return (path / "convert_hf_to_gguf.py").is_file()
 
 
-def find_converter(converter_dir: Optional[Path] = None, fetch: bool = True) -> Path:
+def find_converter(converter_dir: Path | None = None, fetch: bool = True) -> Path:
     """Return the folder holding llama.cpp's ``convert_hf_to_gguf.py`` (see module doc for the order)."""
     explicit = converter_dir or (Path(os.environ["IAD_LLAMA_CPP_DIR"]) if os.environ.get("IAD_LLAMA_CPP_DIR") else None)
     if explicit is not None:
@@ -126,8 +126,8 @@ def convert_hf_to_gguf(
     out_file: Path,
     outtype: str = "f16",
     mmproj: bool = False,
-    pre_tokenizer: Optional[str] = None,
-    converter_dir: Optional[Path] = None,
+    pre_tokenizer: str | None = None,
+    converter_dir: Path | None = None,
     extra_args: Sequence[str] = (),
 ) -> Path:
     """Run llama.cpp's converter on ``hf_dir`` and write ``out_file``.
@@ -162,7 +162,7 @@ def convert_hf_to_gguf(
     return written
 
 
-def _written_file(out_file: Path, mmproj: bool) -> Optional[Path]:
+def _written_file(out_file: Path, mmproj: bool) -> Path | None:
     """The converter prefixes ``mmproj-`` to the name for projectors; find what it wrote."""
     candidates = [out_file, out_file.with_name(f"mmproj-{out_file.name}")] if mmproj else [out_file]
     for cand in candidates:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from export.errors import CheckpointError
 
@@ -130,7 +131,7 @@ def is_hub_layout(state: Mapping[str, Any]) -> bool:
     return "patch_embed.proj.weight" in state
 
 
-def infer_architecture(state: Mapping[str, Any], source: str, num_heads: Optional[int] = None) -> HubArchitecture:
+def infer_architecture(state: Mapping[str, Any], source: str, num_heads: int | None = None) -> HubArchitecture:
     """Read the architecture from tensor shapes of a hub-layout state dict."""
     try:
         proj = state["patch_embed.proj.weight"]

@@ -19,7 +19,8 @@ node names, so it holds for every DINOv2 size and register variant we export.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 FP32_OP_TYPES = ("LayerNormalization", "Softmax")  # kept FP32 wherever they are
 

@@ -32,9 +32,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,12 @@ from edge.scoring import image_score
 from export.errors import ExportError
 from export.manifest import write_manifest
 from export.precision import (
-    FP32_OP_TYPES, activation_matmul_names, drop_unused, fold_attention_scale, fp32_node_names, name_nodes,
+    FP32_OP_TYPES,
+    activation_matmul_names,
+    drop_unused,
+    fold_attention_scale,
+    fp32_node_names,
+    name_nodes,
 )
 
 log = logging.getLogger(__name__)
@@ -114,7 +120,7 @@ def calibration_set(images: Iterable[tuple[str, np.ndarray]], resolution: int, r
     return CalibrationSet(np.ascontiguousarray(np.concatenate(tiles)), np.asarray(owners), names, source)
 
 
-def images_from_folder(folder: Union[str, os.PathLike[str]]) -> list[tuple[str, np.ndarray]]:
+def images_from_folder(folder: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
     """Every image in ``folder`` (sorted by name)."""
     from edge.calibration.datasets import read_good
 
@@ -263,7 +269,7 @@ class _TileReader:
         self._bank = bank
         self._index = 0
 
-    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+    def get_next(self) -> dict[str, np.ndarray] | None:
         if self._index >= len(self._batches):
             return None
         batch = self._batches[self._index]
@@ -275,15 +281,15 @@ class _TileReader:
 
 
 def quantize_int8(
-    model_dir: Union[str, os.PathLike[str]],
-    out_dir: Union[str, os.PathLike[str]],
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
     calibration: CalibrationSet,
     *,
     holdout_fraction: float = DEFAULT_HOLDOUT,
     method: str = "minmax",
     attention_int8: bool = False,
     threads: int = 2,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Static QDQ INT8 expert from the FP32 expert in ``model_dir``; returns the manifest written.
 
@@ -388,13 +394,13 @@ def quantize_int8(
 
 
 def convert_fp16(
-    model_dir: Union[str, os.PathLike[str]],
-    out_dir: Union[str, os.PathLike[str]],
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
     calibration: CalibrationSet,
     *,
     holdout_fraction: float = DEFAULT_HOLDOUT,
     threads: int = 2,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """FP16 expert (weights + activations) with FP32 inputs/outputs, LayerNorm/Softmax/head in FP32.
 

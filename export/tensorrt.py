@@ -34,9 +34,10 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class EngineProfile:
                 raise EngineBuildError(f"profile {name} must satisfy 1 <= min <= opt <= max (got {low}, {opt}, {high})")
 
     @classmethod
-    def from_limits(cls, max_tiles: int = 8, max_bank: int = 65536, opt_bank: Optional[int] = None) -> "EngineProfile":
+    def from_limits(cls, max_tiles: int = 8, max_bank: int = 65536, opt_bank: int | None = None) -> EngineProfile:
         """The usual profile: any batch up to ``max_tiles`` (tuned for the full batch), banks up to ``max_bank``."""
         opt = min(opt_bank or max(1, max_bank // 4), max_bank)
         return cls(tiles=(1, max_tiles, max_tiles), bank=(1, opt, max_bank))
@@ -196,7 +197,7 @@ def import_tensorrt() -> Any:
     return trt
 
 
-def uses_strong_typing(trt: Any, strongly_typed: Optional[bool]) -> bool:
+def uses_strong_typing(trt: Any, strongly_typed: bool | None) -> bool:
     """Auto: strongly typed where ``BuilderFlag.FP16`` is gone (TensorRT 11+), weakly typed + FP16 flag on 10.x."""
     if strongly_typed is not None:
         return strongly_typed
@@ -251,7 +252,7 @@ def make_progress_monitor(trt: Any, enabled: bool = True) -> Any:
             self.depth: dict[str, int] = {}
             self.lock = threading.Lock()
 
-        def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             with self.lock:
                 depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
                 self.depth[phase_name] = depth
@@ -280,7 +281,7 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
         raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors or 'no detail'}")
 
 
-def _load_timing_cache(config: Any, path: Optional[Path]) -> Any:
+def _load_timing_cache(config: Any, path: Path | None) -> Any:
     data = b""
     if path is not None and path.is_file():
         data = path.read_bytes()
@@ -292,7 +293,7 @@ def _load_timing_cache(config: Any, path: Optional[Path]) -> Any:
     return cache
 
 
-def _save_timing_cache(config: Any, path: Optional[Path]) -> None:
+def _save_timing_cache(config: Any, path: Path | None) -> None:
     if path is None:
         return
     data = bytes(config.get_timing_cache().serialize())
@@ -306,10 +307,10 @@ def build_plan(
     resolution: int,
     feature_dim: int,
     fp16: bool = True,
-    strongly_typed: Optional[bool] = None,
-    timing_cache: Optional[Path] = None,
+    strongly_typed: bool | None = None,
+    timing_cache: Path | None = None,
     workspace_bytes: int = 4 << 30,
-    work_dir: Optional[Path] = None,
+    work_dir: Path | None = None,
     progress_bars: bool = True,
 ) -> tuple[bytes, dict[str, Any]]:
     """Build the serialized plan; return it with a description of how it was built."""
@@ -368,7 +369,7 @@ def parity_tiles(resolution: int, count: int = 8, seed: int = 0) -> tuple[np.nda
     good = [renderer.render(i, defect=None).image for i in range(count)]
     kinds = renderer.defect_types
     bad = [renderer.render(1000 + i, defect=kinds[i % len(kinds)]).image for i in range(count)]
-    to_rgb = lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)  # noqa: E731
+    to_rgb = lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     return np.stack([to_rgb(i) for i in good]).astype(np.uint8), np.stack([to_rgb(i) for i in bad]).astype(np.uint8)
 
 
@@ -402,7 +403,7 @@ def measure_parity(
     cand_d = np.concatenate([candidate_run(tests[i : i + batch])[0] for i in range(0, len(tests), batch)])
     ref_scores = np.array([image_score(d) for d in ref_d])
     cand_scores = np.array([image_score(d) for d in cand_d])
-    ranks = lambda s: np.argsort(np.argsort(s))  # noqa: E731
+    ranks = lambda s: np.argsort(np.argsort(s))
     rho = float(np.corrcoef(ranks(ref_scores), ranks(cand_scores))[0, 1]) if len(tests) > 1 else 1.0
     return {
         "tiles": int(len(tests)),
@@ -444,11 +445,11 @@ def build_engine(
     out_dir: Path | str,
     profile: EngineProfile = EngineProfile(),
     fp16: bool = True,
-    timing_cache: Optional[Path | str] = None,
-    strongly_typed: Optional[bool] = None,
+    timing_cache: Path | str | None = None,
+    strongly_typed: bool | None = None,
     parity: bool = True,
     workspace_gb: float = 4.0,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``expert.onnx`` (+ its manifest) -> ``out_dir/expert.plan`` + ``out_dir/manifest.json``; return the manifest.
 
@@ -546,7 +547,7 @@ def add_engine_arguments(parser: Any) -> None:
     group.add_argument("--workspace-gb", type=float, default=4.0, help="Builder workspace limit in GiB (default 4).")
 
 
-def build_engine_from_args(args: Any, onnx_path: Path, out_dir: Path, say: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+def build_engine_from_args(args: Any, onnx_path: Path, out_dir: Path, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run :func:`build_engine` with the options of :func:`add_engine_arguments` and print what was written."""
     profile = EngineProfile.from_limits(max_tiles=args.max_tiles, max_bank=args.max_bank, opt_bank=args.opt_bank)
     manifest = build_engine(

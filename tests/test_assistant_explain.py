@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edge.assistant.evidence import LOCATIONS, region_evidence
-from edge.assistant.explain import SEVERITIES, Explainer, Explanation, ExplanationError, KNOWN_TYPES, answer_schema
+from edge.assistant.explain import KNOWN_TYPES, SEVERITIES, Explainer, Explanation, ExplanationError, answer_schema
 from edge.cli import main
 from edge.config import load_recipe
 from edge.imageio import read_image

@@ -24,7 +24,7 @@ ISOLATION_FRAMES = 30
 def _station(recipe, broker, hooks: bool):
     """The lane (with the assistant's busy flag and NG spool when ``hooks``), recording every decision."""
     decisions: dict[int, tuple] = {}
-    record = lambda f, r, d: decisions.__setitem__(d.trigger_id, (d.verdict, d.fail_safe, None if d.score is None else round(d.score, 4)))  # noqa: E731
+    record = lambda f, r, d: decisions.__setitem__(d.trigger_id, (d.verdict, d.fail_safe, None if d.score is None else round(d.score, 4)))
     station = Station(recipe, StationOptions(mqtt_host=broker.host, mqtt_port=broker.port, assistant_hooks=hooks,
                                              observers=(record,)))
     return station, decisions

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'iad-edge[assistant]')")
 
-import llama_cpp  # noqa: E402
+import llama_cpp
 
-from edge.errors import ModelLoadError  # noqa: E402
-from edge.assistant.gguf_check import open_llama, sha256_file, verify_gguf  # noqa: E402
-from export.qwen import QwenExportError, build_tiny_qwen, export_qwen  # noqa: E402
+from edge.assistant.gguf_check import open_llama, sha256_file, verify_gguf
+from edge.errors import ModelLoadError
+from export.qwen import QwenExportError, build_tiny_qwen, export_qwen
 
 
 def _file_type(path: Path) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'iad-edge[assistant]')")
 
-from edge.assistant.gguf_check import sha256_file, verify_gguf  # noqa: E402
+from edge.assistant.gguf_check import sha256_file, verify_gguf
 
 
 def test_tiny_vl_exports_model_and_mmproj(tiny_vl_gguf_dir: Path) -> None:

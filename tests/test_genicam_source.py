@@ -10,7 +10,7 @@ import pytest
 from edge.config.source import GenicamSourceConfig
 from edge.errors import BadFrameError
 from edge.sources import open_source
-from edge.sources.genicam import GenicamSettingError, CameraError
+from edge.sources.genicam import CameraError, GenicamSettingError
 from edge.sources.pixel_formats import to_image
 
 

@@ -70,8 +70,9 @@ def test_a_late_frame_is_late_whatever_the_wall_clock_says(lane: Lane, monkeypat
 
 
 def test_published_times_stay_wall_clock(lane: Lane) -> None:
-    from edge.mqtt.payloads import decision_payload, result_body
     import json
+
+    from edge.mqtt.payloads import decision_payload, result_body
 
     frame = _frame()
     lane._inspect_one(frame, time.monotonic())

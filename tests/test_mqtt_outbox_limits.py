@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from edge.config.mqtt import MqttConfig, OutboxLimitsConfig
 from edge.mqtt.client import MqttLink
 from edge.mqtt.outbox import Outbox

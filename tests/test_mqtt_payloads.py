@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from edge.types import Decision
 from edge.mqtt.payloads import decision_payload
 from edge.mqtt.topics import Topics
+from edge.types import Decision
 
 
 def _decision(**kw):

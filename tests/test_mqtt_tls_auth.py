@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_recipe
-from edge.station import build_lane
 from edge.mqtt.auth import MqttCredentialsError, read_password
 from edge.mqtt.commands import CommandDispatcher, CommandListener, lane_commands
+from edge.station import build_lane
 from tests.fixtures.expert import write_recipe
 
 ROOT = "iad/testline/st1"

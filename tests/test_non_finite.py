@@ -19,10 +19,10 @@ import pytest
 from edge.config import load_recipe
 from edge.errors import NonFiniteError
 from edge.inspector import Inspector
-from edge.station import build_lane
 from edge.regions import extract_regions
 from edge.scoring import image_score, smooth_map
 from edge.sources.synthetic import SyntheticSource
+from edge.station import build_lane
 from tests.fixtures.expert import write_recipe
 
 FRAMES = 6

@@ -9,8 +9,8 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge.config import load_recipe
-from edge.station import Station, StationOptions
 from edge.mqtt.commands import CommandDispatcher, GenerateCommand, TokenBucket, lane_commands
+from edge.station import Station, StationOptions
 from tests.fixtures.expert import write_recipe
 
 ROOT = "iad/testline/st1"

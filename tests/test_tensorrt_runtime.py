@@ -12,8 +12,9 @@ import json
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,7 +137,7 @@ def _on_thread(name: str, fn: Callable[[], Any]) -> Any:
     def target() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
+        except BaseException as exc:  # handed back to the test thread
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=name)

@@ -14,7 +14,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,9 @@ class AssistantBus:
     """paho-mqtt v5 client: ``on_message(topic, body_dict)`` for subscribed topics; ``publish(topic, body)``."""
 
     def __init__(self, host: str, port: int, client_id: str, status_topic: str,
-                 subscribe: tuple[str, ...] = (), on_message: Optional[Callable[[str, Any], None]] = None,
-                 keepalive: int = 10, max_queued: int = 1000, username: Optional[str] = None,
-                 password: Optional[str] = None, tls: Any = None):
+                 subscribe: tuple[str, ...] = (), on_message: Callable[[str, Any], None] | None = None,
+                 keepalive: int = 10, max_queued: int = 1000, username: str | None = None,
+                 password: str | None = None, tls: Any = None):
         import paho.mqtt.client as mqtt
 
         self.status_topic = status_topic
@@ -47,14 +48,14 @@ class AssistantBus:
         self.client.on_message = self._message
         self.host, self.port, self.keepalive = host, port, keepalive
 
-    def start(self, wait_s: float = 5.0) -> "AssistantBus":
+    def start(self, wait_s: float = 5.0) -> AssistantBus:
         """Connect in the background (retrying); wait up to ``wait_s`` for the first connection."""
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self.connected.wait(wait_s)
         return self
 
-    def _connected(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
         if getattr(reason_code, "is_failure", False):
             log.warning("assistant MQTT connect refused: %s", reason_code)
             return
@@ -62,7 +63,7 @@ class AssistantBus:
             client.subscribe([(t, 1) for t in self._subscribe])
         self.connected.set()
 
-    def _message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _message(self, client, userdata, msg) -> None:
         if self._on_message is None:
             return
         try:
@@ -72,7 +73,7 @@ class AssistantBus:
             return
         try:
             self._on_message(msg.topic, body)
-        except Exception:  # noqa: BLE001 - a bad message must not stop the network thread
+        except Exception:  # a bad message must not stop the network thread
             log.exception("assistant: handling a message on %s failed", msg.topic)
 
     def publish(self, topic: str, body: dict[str, Any], retain: bool = False) -> bool:

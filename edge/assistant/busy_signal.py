@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 _SIZE = 24
 _SHM_DIR = Path("/dev/shm")
@@ -118,7 +117,7 @@ class BusySignal:
         """How many times the lane went from idle to busy since the segment was created."""
         return int(struct.unpack_from("<Q", self._map, 8)[0])
 
-    def wait_idle(self, timeout: Optional[float] = None, poll_s: float = 0.001) -> float:
+    def wait_idle(self, timeout: float | None = None, poll_s: float = 0.001) -> float:
         """Block while the lane is busy (at most ``timeout`` s); return the seconds waited."""
         start = time.monotonic()
         while self._map[0] != 0:

@@ -8,7 +8,7 @@ fields the model is *not* allowed to choose: ``location`` and ``bbox``.
 from __future__ import annotations
 
 import base64
-from typing import Any, Optional, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,18 +18,18 @@ from edge.types import Region
 LOCATIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
 
 
-def region_dict(region: Union[Region, dict[str, Any]]) -> dict[str, Any]:
+def region_dict(region: Region | dict[str, Any]) -> dict[str, Any]:
     """A region as the JSON the lane publishes (``Region.to_json()``), from either form."""
     return region.to_json() if isinstance(region, Region) else dict(region)
 
 
 def region_evidence(
-    region: Union[Region, dict[str, Any]],
+    region: Region | dict[str, Any],
     index: int,
-    image_score: Optional[float],
-    thresholds: Optional[dict[str, float]] = None,
-    candidates: Optional[list[dict[str, Any]]] = None,
-    frame_size: Optional[tuple[int, int]] = None,
+    image_score: float | None,
+    thresholds: dict[str, float] | None = None,
+    candidates: list[dict[str, Any]] | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Everything measured about one region: bbox, 3×3 location, areas, peak/mean, image score, candidates."""
     r = region_dict(region)
@@ -82,7 +82,7 @@ def severity_from_evidence(ev: dict[str, Any]) -> str:
 
 
 def region_images(
-    image: np.ndarray, anomaly_map: Optional[np.ndarray], region: Union[Region, dict[str, Any]],
+    image: np.ndarray, anomaly_map: np.ndarray | None, region: Region | dict[str, Any],
     pixel_threshold: float, max_side: int = 448,
 ) -> list[np.ndarray]:
     """Crop of the region (with context) and the same crop with the anomaly mask overlaid, BGR uint8.

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Sequence, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -100,7 +101,7 @@ def _chat_handler(llama_cpp: Any, mmproj: Path, kind: str) -> Any:
         if cls is not None:
             try:
                 return cls(clip_model_path=str(mmproj), verbose=False)
-            except Exception as exc:  # noqa: BLE001 - handlers raise ValueError/RuntimeError variously
+            except Exception as exc:  # handlers raise ValueError/RuntimeError variously
                 raise ExplanationError(f"{mmproj}: the {name} could not use this mmproj ({exc})") from exc
     raise ExplanationError(f"this llama-cpp-python has none of {names}; upgrade it (>= 0.3.16)")
 
@@ -113,8 +114,8 @@ class Explainer:
 
     def __init__(
         self,
-        model: Union[str, Path],
-        mmproj: Union[str, Path, None] = None,
+        model: str | Path,
+        mmproj: str | Path | None = None,
         *,
         n_ctx: int = 2048,
         threads: int = 1,
@@ -124,7 +125,7 @@ class Explainer:
         temperature: float = 0.0,
         seed: int = 0,
         vlm_handler: str = "auto",
-        should_pause: Optional[Callable[[], bool]] = None,
+        should_pause: Callable[[], bool] | None = None,
         check_sha256: bool = True,
     ):
         from edge.assistant.gguf_check import open_llama
@@ -175,8 +176,8 @@ class Explainer:
         self._paused_s += time.monotonic() - t
 
     @classmethod
-    def from_config(cls, cfg: Any, model: Union[str, Path, None] = None, mmproj: Union[str, Path, None] = None,
-                    should_pause: Optional[Callable[[], bool]] = None) -> "Explainer":
+    def from_config(cls, cfg: Any, model: str | Path | None = None, mmproj: str | Path | None = None,
+                    should_pause: Callable[[], bool] | None = None) -> Explainer:
         """From the recipe's ``assistant`` section; ``model``/``mmproj`` override it (CLI flags)."""
         model = model or cfg.model
         if model is None:
@@ -192,7 +193,7 @@ class Explainer:
 
         return LlamaGrammar.from_json_schema(json.dumps(answer_schema(types)), verbose=False)
 
-    def _messages(self, ev: dict[str, Any], images: Optional[Sequence[np.ndarray]]) -> list[dict[str, Any]]:
+    def _messages(self, ev: dict[str, Any], images: Sequence[np.ndarray] | None) -> list[dict[str, Any]]:
         text = evidence_lines(ev) + "\nAnswer as JSON with keys defect_type, severity, description, evidence."
         if self.vision and images:
             content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": png_data_uri(img)}} for img in images]
@@ -201,8 +202,8 @@ class Explainer:
             return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
 
-    def explain(self, ev: dict[str, Any], images: Optional[Sequence[np.ndarray]] = None,
-                deadline: Optional[float] = None) -> dict[str, Any]:
+    def explain(self, ev: dict[str, Any], images: Sequence[np.ndarray] | None = None,
+                deadline: float | None = None) -> dict[str, Any]:
         """Explain one region from its evidence (see :func:`edge.assistant.evidence.region_evidence`).
 
         Returns a dict valid against :class:`Explanation`, with ``location`` and
@@ -215,7 +216,7 @@ class Explainer:
         types = tuple(dict.fromkeys([*(c["type"] for c in ev.get("candidates", [])), *KNOWN_TYPES]))
         text, finish, tokens = "", "error", 0
         self._pause_until, self._paused_s = end, 0.0
-        error: Optional[str] = None
+        error: str | None = None
         try:
             stream = self.llm.create_chat_completion(
                 messages=self._messages(ev, images), grammar=self._grammar(types), max_tokens=self.max_tokens,
@@ -234,7 +235,7 @@ class Explainer:
                     finish = "budget"
                     break
             stream.close()
-        except Exception as exc:  # noqa: BLE001 - a failing model must not kill the assistant loop
+        except Exception as exc:  # a failing model must not kill the assistant loop
             error = f"{type(exc).__name__}: {exc}"
             log.warning("explanation failed: %s", error)
         answer = _parse_answer(text, types)
@@ -259,7 +260,7 @@ class Explainer:
             llm.close()
 
 
-def _parse_answer(text: str, types: tuple[str, ...]) -> Optional[dict[str, Any]]:
+def _parse_answer(text: str, types: tuple[str, ...]) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except ValueError:

@@ -33,7 +33,6 @@ import logging
 import os
 import signal
 import time
-from typing import Optional
 
 from edge.assistant.busy_signal import BusySignal
 
@@ -61,7 +60,7 @@ class AssistantFreezer:
         self.busy = busy
         self.available = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
         self._pid = 0
-        self._pidfd: Optional[int] = None
+        self._pidfd: int | None = None
         self._stopped = False
         self.freezes = 0
         if not self.available:
@@ -69,7 +68,7 @@ class AssistantFreezer:
         else:
             self._resume_registered()
 
-    def _target(self) -> Optional[int]:
+    def _target(self) -> int | None:
         pid = self.busy.freezable_pid()
         if pid != self._pid:
             self._release()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from edge.errors import ModelLoadError
 from edge.files import MANIFEST_NAME, sha256_file
@@ -44,7 +44,7 @@ def read_gguf_header(path: Path) -> dict[str, int]:
     return {"version": version, "n_tensors": n_tensors, "n_kv": n_kv, "size": size}
 
 
-def load_gguf_manifest(model_path: Path) -> Optional[dict[str, Any]]:
+def load_gguf_manifest(model_path: Path) -> dict[str, Any] | None:
     """The ``manifest.json`` beside ``model_path``, or None when there is none."""
     mpath = Path(model_path).with_name(MANIFEST_NAME)
     if not mpath.is_file():
@@ -58,7 +58,7 @@ def load_gguf_manifest(model_path: Path) -> Optional[dict[str, Any]]:
     return manifest
 
 
-def verify_gguf(path: Path | str, manifest: Optional[dict[str, Any]] = None, check_sha256: bool = True) -> dict[str, Any]:
+def verify_gguf(path: Path | str, manifest: dict[str, Any] | None = None, check_sha256: bool = True) -> dict[str, Any]:
     """Check a GGUF file before loading it; return its manifest entry (or the header when no manifest).
 
     ``manifest``: the "iad-gguf/1" dict; when None, ``manifest.json`` beside the
@@ -87,7 +87,7 @@ def verify_gguf(path: Path | str, manifest: Optional[dict[str, Any]] = None, che
     return entry
 
 
-def open_llama(path: Path | str, manifest: Optional[dict[str, Any]] = None, check_sha256: bool = True, **llama_kwargs: Any):  # type: ignore[no-untyped-def]
+def open_llama(path: Path | str, manifest: dict[str, Any] | None = None, check_sha256: bool = True, **llama_kwargs: Any):  # type: ignore[no-untyped-def]
     """``verify_gguf`` then ``llama_cpp.Llama(model_path=path, **llama_kwargs)``, load failures as ModelLoadError."""
     verify_gguf(path, manifest, check_sha256=check_sha256)
     try:
@@ -96,5 +96,5 @@ def open_llama(path: Path | str, manifest: Optional[dict[str, Any]] = None, chec
         raise ModelLoadError("llama-cpp-python is not installed (pip install 'iad-edge[assistant]')") from exc
     try:
         return llama_cpp.Llama(model_path=str(path), **llama_kwargs)
-    except Exception as exc:  # noqa: BLE001 - llama_cpp raises ValueError/RuntimeError variously
+    except Exception as exc:  # llama_cpp raises ValueError/RuntimeError variously
         raise ModelLoadError(f"{path}: llama.cpp could not load it ({exc}) - {_REBUILD}") from exc

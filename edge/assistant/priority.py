@@ -12,7 +12,7 @@ import ctypes
 import logging
 import os
 import platform
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def set_io_priority(io_class: str = "idle", level: int = 7) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def get_io_priority() -> Optional[tuple[str, int]]:
+def get_io_priority() -> tuple[str, int] | None:
     """(class, level) of this process, or None when unavailable (used by tests and `status`)."""
     number = {"x86_64": 252, "aarch64": 31, "arm64": 31}.get(platform.machine())
     if number is None:
@@ -50,7 +50,7 @@ def get_io_priority() -> Optional[tuple[str, int]]:
 
 def apply_priority(
     nice: int = 10,
-    cpu_affinity: Optional[list[int]] = None,
+    cpu_affinity: list[int] | None = None,
     sched_idle: bool = True,
     io_priority: str = "idle",
 ) -> dict[str, Any]:

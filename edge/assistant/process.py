@@ -27,9 +27,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Job:
     kind: str  # "explain" | "generate" | "selftest"
     key: str  # trigger id (explain/selftest) or request id (generate): what the answer is keyed by
     body: dict[str, Any]
-    spool: Optional[SpoolJob] = None
+    spool: SpoolJob | None = None
     received: float = field(default_factory=time.time)
 
     def finish(self) -> None:
@@ -70,7 +71,7 @@ class Backlog:
         self._jobs: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
 
-    def put(self, job: Job) -> Optional[Job]:
+    def put(self, job: Job) -> Job | None:
         """Add ``job``; return the job dropped to make room (the oldest), if any."""
         with self._cond:
             dropped = self._jobs.popleft() if len(self._jobs) >= self.capacity else None
@@ -78,7 +79,7 @@ class Backlog:
             self._cond.notify()
             return dropped
 
-    def get(self, timeout: float) -> Optional[Job]:
+    def get(self, timeout: float) -> Job | None:
         with self._cond:
             if not self._jobs:
                 self._cond.wait(timeout)
@@ -103,12 +104,12 @@ class AssistantService:
     def __init__(
         self,
         recipe: Recipe,
-        publish: Optional[Publish] = None,
-        explainer: Optional[Explainer] = None,
+        publish: Publish | None = None,
+        explainer: Explainer | None = None,
         inspector: Any = None,
-        busy: Optional[BusySignal] = None,
+        busy: BusySignal | None = None,
         poll_s: float = 0.1,
-        explainer_error: Optional[str] = None,
+        explainer_error: str | None = None,
     ):
         cfg = recipe.assistant
         self.recipe = recipe
@@ -125,7 +126,7 @@ class AssistantService:
         self.poll_s = poll_s
         self.counters = collections.Counter()
         self.priority: dict[str, Any] = {}
-        self.self_test: Optional[dict[str, Any]] = None
+        self.self_test: dict[str, Any] | None = None
         self._seen: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
         self._seen_lock = threading.Lock()
         self._prototypes = None
@@ -142,7 +143,7 @@ class AssistantService:
             return
         try:
             self._publish(topic, body, retain)
-        except Exception:  # noqa: BLE001 - the bus is advisory for the assistant
+        except Exception:  # the bus is advisory for the assistant
             log.exception("assistant: publishing on %s failed", topic)
 
     def publish_status(self, state: str = "online") -> None:
@@ -235,7 +236,7 @@ class AssistantService:
         return Job(kind, str(key), sj.body, spool=sj)
 
     # ------------------------------------------------------------------ worker
-    def run(self, stop: threading.Event, max_jobs: Optional[int] = None) -> int:
+    def run(self, stop: threading.Event, max_jobs: int | None = None) -> int:
         """Serve until ``stop`` is set (or ``max_jobs`` jobs are done); return the number of jobs done."""
         self.recover()
         intake = threading.Thread(target=self._intake_loop, args=(stop,), name="assistant-intake", daemon=True)
@@ -266,11 +267,11 @@ class AssistantService:
         while not stop.is_set():
             try:
                 self.poll_spool()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("assistant: spool intake failed")
             stop.wait(self.poll_s)
 
-    def handle(self, job: Job) -> Optional[dict[str, Any]]:
+    def handle(self, job: Job) -> dict[str, Any] | None:
         """Do one job and publish its outcome; errors become a 'failed' note, never an exception."""
         try:
             if job.kind == "explain":
@@ -286,7 +287,7 @@ class AssistantService:
                 raise IadError(f"unknown job kind {job.kind!r}")
             self.counters["done"] += 1
             return msg
-        except Exception as exc:  # noqa: BLE001 - one bad job must not stop the assistant
+        except Exception as exc:  # one bad job must not stop the assistant
             log.exception("assistant job %s %s failed", job.kind, job.key)
             self.counters["failed"] += 1
             self._note(job, "failed", f"{type(exc).__name__}: {exc}")
@@ -304,7 +305,7 @@ class AssistantService:
             self._inspector = Inspector.from_recipe(self.recipe)
         return self._inspector
 
-    def _job_image(self, job: Job, wait_s: float = 2.0) -> Optional[np.ndarray]:
+    def _job_image(self, job: Job, wait_s: float = 2.0) -> np.ndarray | None:
         if job.spool is not None and job.spool.image_path is not None:
             return job.spool.load_image()
         entry = job.body.get("archive")
@@ -323,10 +324,11 @@ class AssistantService:
         deadline = start + self.cfg.job_budget_s
         regions = list(job.body.get("regions") or [])
         image = self._job_image(job)
-        features: list[Optional[np.ndarray]] = [None] * len(regions)
+        features: list[np.ndarray | None] = [None] * len(regions)
         anomaly_map = None
         vision = self.explainer is not None and self.explainer.vision
-        if image is not None and (self._prototypes is not None or vision):
+        region_tokens = self.explainer is not None and hasattr(self.explainer, "reader")  # a RegionExplainer
+        if image is not None and (self._prototypes is not None or vision or region_tokens):
             self.busy.wait_idle(timeout=max(0.0, deadline - time.monotonic()))
             result = self.inspector.inspect(image)
             anomaly_map = result.anomaly_map
@@ -345,6 +347,12 @@ class AssistantService:
             if self.explainer is None:
                 explanations.append(fallback_explanation(ev, self.explainer_error or "no model"))
                 continue
+            if region_tokens:
+                explanations.append(self.explainer.explain(ev, None, deadline=deadline,
+                                                           vector=self._region_vector(region, features[i], image)))
+                self.counters["consistent" if explanations[-1].get("consistent", True) else "contradictions"] += (
+                    "consistent" in explanations[-1])
+                continue
             imgs = region_images(image, anomaly_map, region, self.recipe.thresholds.pixel) if vision and image is not None else None
             explanations.append(self.explainer.explain(ev, imgs, deadline=deadline))
         msg = {
@@ -361,6 +369,16 @@ class AssistantService:
             write_bytes_atomic(Path(entry) / "explanation.json", json.dumps(msg, indent=1, default=str).encode(),
                                fsync=False)
         return msg
+
+    def _region_vector(self, region: dict[str, Any], feature: np.ndarray | None, image: np.ndarray | None) -> np.ndarray | None:
+        """The region's evidence vector for the projector (None without the frame or the region's feature)."""
+        from edge.assistant.projector import evidence_vector
+
+        if image is None or feature is None:
+            return None
+        roi = self.recipe.roi
+        box = (roi.x, roi.y, roi.width, roi.height) if roi is not None else (0, 0, image.shape[1], image.shape[0])
+        return evidence_vector(region, box, feature, self.explainer.feature_dim, self.recipe.thresholds.pixel, image)
 
     def _allowed(self, path: Path) -> Path:
         """Generation requests come from the network: read only under the archive, the recipe's folder

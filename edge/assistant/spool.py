@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2
 
 
-def write_job(spool: Path, body: dict[str, Any], image: Optional[np.ndarray] = None) -> Path:
+def write_job(spool: Path, body: dict[str, Any], image: np.ndarray | None = None) -> Path:
     """Write one job (frame PNG first, JSON last) and return the JSON path. ``body`` needs ``kind``."""
     spool.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{body.get('kind', 'explain')}-{body.get('trigger_id', 'x')}"
@@ -64,7 +64,7 @@ class SpoolWriter:
     """
 
     def __init__(self, spool: Path, session: str = "", queue_size: int = 16,
-                 self_test_every_s: Optional[float] = None):
+                 self_test_every_s: float | None = None):
         self.spool = Path(spool)
         self.session = session
         self.written = 0
@@ -72,7 +72,7 @@ class SpoolWriter:
         self.errors = 0
         self.self_test_every_s = self_test_every_s
         self._last_good = 0.0
-        self._q: "queue.Queue[Optional[tuple[dict[str, Any], np.ndarray]]]" = queue.Queue(maxsize=queue_size)
+        self._q: queue.Queue[tuple[dict[str, Any], np.ndarray] | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="assistant-spool", daemon=True)
         self._thread.start()
 
@@ -110,7 +110,7 @@ class SpoolWriter:
             try:
                 write_job(self.spool, body, image)
                 self.written += 1
-            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the lane
+            except Exception as exc:  # a full disk must not stop the lane
                 self.errors += 1
                 log.error("assistant spool: cannot write job for trigger %s: %s", body.get("trigger_id"), exc)
 
@@ -129,10 +129,10 @@ class SpoolJob:
 
     body: dict[str, Any]
     work_path: Path
-    image_path: Optional[Path]
+    image_path: Path | None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def load_image(self) -> Optional[np.ndarray]:
+    def load_image(self) -> np.ndarray | None:
         if self.image_path is None or not self.image_path.is_file():
             return None
         return cv2.imdecode(np.fromfile(str(self.image_path), np.uint8), cv2.IMREAD_UNCHANGED)
@@ -162,7 +162,7 @@ class SpoolReader:
         self.spool.mkdir(parents=True, exist_ok=True)
         # claims made before recover() ran (tests poll first): never mistaken for a crashed run's;
         # recover() runs once per process, after which there is nothing left to track
-        self._claimed: Optional[set[Path]] = set()
+        self._claimed: set[Path] | None = set()
 
     def recover(self) -> tuple[list[SpoolJob], list[SpoolJob]]:
         """Jobs a previous run had claimed: (to retry, given up after MAX_ATTEMPTS)."""
@@ -197,7 +197,7 @@ class SpoolReader:
                 jobs.append(job)
         return jobs
 
-    def _load(self, work: Path) -> Optional[SpoolJob]:
+    def _load(self, work: Path) -> SpoolJob | None:
         try:
             body = json.loads(work.read_text())
         except (OSError, ValueError) as exc:

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 from edge.processes import terminate
 
@@ -25,25 +25,25 @@ log = logging.getLogger(__name__)
 class AssistantSupervisor:
     """Runs ``iad-edge assistant RECIPE ...`` as a child process and restarts it when it exits unexpectedly."""
 
-    def __init__(self, recipe: Union[str, Path], args: Sequence[str] = (), backoff_s: Sequence[float] = (0.5, 1.0, 2.0, 5.0),
-                 log_path: Optional[Path] = None, stable_s: float = 30.0):
+    def __init__(self, recipe: str | Path, args: Sequence[str] = (), backoff_s: Sequence[float] = (0.5, 1.0, 2.0, 5.0),
+                 log_path: Path | None = None, stable_s: float = 30.0):
         self.cmd = [sys.executable, "-m", "edge.cli", "assistant", str(recipe), *args]
         self.backoff_s = list(backoff_s)
         self.stable_s = stable_s
         self.log_path = log_path
         self.restarts = 0
         self.exits: list[int] = []  # return codes (negative = killed by that signal)
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, name="assistant-supervisor", daemon=True)
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         with self._lock:
             return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
-    def start(self) -> "AssistantSupervisor":
+    def start(self) -> AssistantSupervisor:
         self._spawn()
         self._thread.start()
         return self

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
 
 from edge.assistant.busy_signal import BusySignal
 
@@ -70,7 +69,7 @@ def guard(busy_name: str, pid: int, poll_s: float = POLL_S) -> int:
         busy.close()
 
 
-def start(busy_name: str, pid: Optional[int] = None) -> Optional[subprocess.Popen]:
+def start(busy_name: str, pid: int | None = None) -> subprocess.Popen | None:
     """Start the guard for ``pid`` (default: this process); None where pidfds are unavailable."""
     if not (hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")):
         return None
@@ -78,7 +77,7 @@ def start(busy_name: str, pid: Optional[int] = None) -> Optional[subprocess.Pope
                             stdin=subprocess.DEVNULL, close_fds=True)
 
 
-def stop(proc: Optional[subprocess.Popen]) -> None:
+def stop(proc: subprocess.Popen | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
@@ -88,7 +87,7 @@ def stop(proc: Optional[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Resume a stopped iad-edge assistant whose freeze lease ran out.")
     parser.add_argument("busy_signal", help="name of the busy segment (assistant.busy_signal)")
     parser.add_argument("pid", type=int, help="the assistant's pid")

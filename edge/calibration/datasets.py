@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -26,7 +25,7 @@ class Sample:
 
     name: str
     image: np.ndarray
-    defect_type: Optional[str] = None  # None = good part
+    defect_type: str | None = None  # None = good part
     source: str = "file"  # 'file' or 'synthetic'
 
 
@@ -56,7 +55,7 @@ def read_defects(folder: Path) -> list[Sample]:
     return samples
 
 
-def synthetic_defects(good: list[Sample], count: int, roi: Optional[tuple[int, int, int, int]] = None,
+def synthetic_defects(good: list[Sample], count: int, roi: tuple[int, int, int, int] | None = None,
                       seed: int = 0) -> list[Sample]:
     """``count`` defect images made from the good images (cycled) by the mask-guided generator.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -24,8 +24,8 @@ def generated_path(recipe_path: Path) -> Path:
     return recipe_path.with_name(f"{recipe_path.stem}.generated.yaml")
 
 
-def render_generated(recipe_path: Path, proposal: Proposal, bank_path: Path, prototypes: Optional[str] = None,
-                     report: Optional[Path] = None) -> str:
+def render_generated(recipe_path: Path, proposal: Proposal, bank_path: Path, prototypes: str | None = None,
+                     report: Path | None = None) -> str:
     """Text of the generated file: a header that explains the numbers, then the values."""
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     miss = (

@@ -9,8 +9,9 @@ are scored against the full bank (they are never in it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -36,12 +37,12 @@ class Scored:
     sample: Sample
     score: float
     anomaly_map: np.ndarray
-    fold: Optional[int] = None  # fold of a held-out good image; None for defects
+    fold: int | None = None  # fold of a held-out good image; None for defects
     roi_offset: tuple[int, int] = (0, 0)  # (x, y) of the ROI in the frame
-    roi_shape: Optional[tuple[int, int]] = None  # (H, W) of the ROI; None = the whole frame
-    patch_features: Optional[np.ndarray] = field(default=None, repr=False)  # [P, D], when always_reject needs them
-    patch_centers: Optional[np.ndarray] = field(default=None, repr=False)  # [P, 2] (y, x) in ROI pixels
-    patch_valid: Optional[np.ndarray] = field(default=None, repr=False)  # [P] centre inside the ROI
+    roi_shape: tuple[int, int] | None = None  # (H, W) of the ROI; None = the whole frame
+    patch_features: np.ndarray | None = field(default=None, repr=False)  # [P, D], when always_reject needs them
+    patch_centers: np.ndarray | None = field(default=None, repr=False)  # [P, 2] (y, x) in ROI pixels
+    patch_valid: np.ndarray | None = field(default=None, repr=False)  # [P] centre inside the ROI
 
     @property
     def is_good(self) -> bool:
@@ -68,7 +69,7 @@ def scoring_recipe(recipe: Any) -> Any:
     return recipe.model_copy(update={"rules": recipe.rules.model_copy(update={"always_reject": []})})
 
 
-def scored(sample: Sample, result: Any, recipe: Any, patch_size: int, fold: Optional[int] = None) -> Scored:
+def scored(sample: Sample, result: Any, recipe: Any, patch_size: int, fold: int | None = None) -> Scored:
     """A :class:`Scored` from an inspection result, keeping the patch features when the rules need them."""
     item = Scored(sample, float(result.score), result.anomaly_map, fold)
     if recipe.roi is not None:
@@ -91,11 +92,11 @@ def score_held_out(
     good: list[Sample],
     recipe: Any,
     folds: int,
-    progress: Optional[Callable[[str], Any]] = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> list[Scored]:
     """Score each good image against a bank of the other folds (k = ``folds``, at most len(good))."""
     folds = max(2, min(folds, len(good)))
-    out: list[Optional[Scored]] = [None] * len(good)
+    out: list[Scored | None] = [None] * len(good)
     for fold in range(folds):
         train = [s.image for i, s in enumerate(good) if fold_of(i, folds) != fold]
         held = [(i, s) for i, s in enumerate(good) if fold_of(i, folds) == fold]
@@ -110,7 +111,7 @@ def score_held_out(
 
 
 def score_defects(expert: Any, bank: Bank, defects: list[Sample], recipe: Any,
-                  progress: Optional[Callable[[str], Any]] = None) -> list[Scored]:
+                  progress: Callable[[str], Any] | None = None) -> list[Scored]:
     """Score defect images against the full bank (a progress line every ~10 % for long sets)."""
     inspector = Inspector(scoring_recipe(recipe), expert, bank)
     out = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -47,7 +46,7 @@ def _histogram(path: Path, good: list[float], bad: list[float], threshold: float
 
 
 def write_report(folder: Path, recipe_path: Path, proposal: Proposal, good: list[Scored], defects: list[Scored],
-                 bank_path: Path, generated: Optional[Path], notes: list[str], top_good: int = 4) -> Path:
+                 bank_path: Path, generated: Path | None, notes: list[str], top_good: int = 4) -> Path:
     """Write the report and its PNGs into ``folder``; return the report path."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [

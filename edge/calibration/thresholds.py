@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -69,13 +69,13 @@ def regions_at(item: Scored, pixel: float, recipe: Any) -> list[Region]:
     return regions
 
 
-def region_rejects(item: Scored, pixel: float, recipe: Any, prototypes: Optional[TypeMatcher] = None) -> bool:
+def region_rejects(item: Scored, pixel: float, recipe: Any, prototypes: TypeMatcher | None = None) -> bool:
     """Would a region of this image reject the part at pixel threshold ``pixel``? (decide() with no score limit)"""
     return decide(item.score, regions_at(item, pixel, recipe), at_thresholds(recipe, math.inf, pixel),
                   prototypes).verdict == "NG"
 
 
-def lowest_clean_pixel(item: Scored, recipe: Any, prototypes: Optional[TypeMatcher] = None, iterations: int = 20) -> float:
+def lowest_clean_pixel(item: Scored, recipe: Any, prototypes: TypeMatcher | None = None, iterations: int = 20) -> float:
     """Lowest pixel threshold (to ~1e-6 of the map range) at which no region of this image rejects."""
     high = float(item.roi_map.max())
     if high <= 0.0:
@@ -105,19 +105,19 @@ class Proposal:
     false_rejects: list[str] = field(default_factory=list)  # names of good parts rejected (held-out)
     misses: list[str] = field(default_factory=list)  # names of defects accepted
     per_type: dict[str, tuple[int, int]] = field(default_factory=dict)  # type -> (missed, total)
-    pixel_capped_by: Optional[str] = None  # zone that capped the pixel threshold
-    auroc: Optional[float] = None
+    pixel_capped_by: str | None = None  # zone that capped the pixel threshold
+    auroc: float | None = None
 
     @property
     def frr(self) -> float:
         return len(self.false_rejects) / self.good_count if self.good_count else 0.0
 
     @property
-    def miss_rate(self) -> Optional[float]:
+    def miss_rate(self) -> float | None:
         return len(self.misses) / self.defect_count if self.defect_count else None
 
 
-def auroc(good: list[float], bad: list[float]) -> Optional[float]:
+def auroc(good: list[float], bad: list[float]) -> float | None:
     """Image-level AUROC (probability a defect scores above a good part; ties count half)."""
     if not good or not bad:
         return None
@@ -126,14 +126,14 @@ def auroc(good: list[float], bad: list[float]) -> Optional[float]:
     return float(((b > g).sum() + 0.5 * (b == g).sum()) / (g.size * b.size))
 
 
-def is_ng(item: Scored, image_score: float, pixel: float, recipe: Any, prototypes: Optional[TypeMatcher] = None) -> bool:
+def is_ng(item: Scored, image_score: float, pixel: float, recipe: Any, prototypes: TypeMatcher | None = None) -> bool:
     """The verdict the lane would give this image under these thresholds: :func:`edge.verdict.decide` itself."""
     return decide(item.score, regions_at(item, pixel, recipe), at_thresholds(recipe, image_score, pixel),
                   prototypes).verdict == "NG"
 
 
 def propose(good: list[Scored], defects: list[Scored], recipe: Any, target_frr: float, margin: float = 0.0,
-            prototypes: Optional[TypeMatcher] = None) -> Proposal:
+            prototypes: TypeMatcher | None = None) -> Proposal:
     """Thresholds for ``target_frr`` on the held-out good images, evaluated on good and defect images.
 
     ``prototypes``: the defect-type prototypes the lane will use with this recipe

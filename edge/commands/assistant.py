@@ -9,15 +9,15 @@ fallback, so a wrong path is seen at once.
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
 
 from edge.assistant import thaw_guard
-from edge.config import load_recipe
 from edge.commands.options import add_mqtt_options
+from edge.config import load_recipe
 from edge.outputs import check_outputs, runtime_outputs
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from edge.assistant.explain import Explainer
     from edge.assistant.priority import apply_priority
     from edge.assistant.process import AssistantService
-
     from edge.preflight import preflight
 
     recipe = load_recipe(args.recipe)

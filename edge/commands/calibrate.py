@@ -21,7 +21,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from edge.aspect import aspect_warning, inspected_size
 from edge.calibration.datasets import CalibrationError, Sample, read_defects, read_good, synthetic_defects
@@ -79,7 +79,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _outputs(args: argparse.Namespace, recipe_path: Path, bank_path: Path, prototypes_path: Optional[Path]) -> list[Output]:
+def _outputs(args: argparse.Namespace, recipe_path: Path, bank_path: Path, prototypes_path: Path | None) -> list[Output]:
     """Every file and folder this run may write (checked before any image is read)."""
     outputs = [
         file_output(bank_path, "--bank" if args.bank else "bank.path"),
@@ -95,7 +95,7 @@ def _report_dir(args: argparse.Namespace, recipe_path: Path) -> Path:
     return Path(args.report) if args.report else recipe_path.with_name(f"{recipe_path.stem}.calibration")
 
 
-def _prototypes_path(args: argparse.Namespace, recipe: Any, recipe_path: Path) -> Optional[Path]:
+def _prototypes_path(args: argparse.Namespace, recipe: Any, recipe_path: Path) -> Path | None:
     if not args.defects:
         return None
     if recipe.assistant.prototypes:

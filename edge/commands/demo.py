@@ -29,13 +29,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import cv2
 import paho.mqtt.client as mqtt
 
 from edge.bank import build_bank
+from edge.commands.options import add_mqtt_options
 from edge.config import load_recipe
 from edge.devtools.broker import BrokerError, MosquittoBroker, find_mosquitto
 from edge.errors import IadError
@@ -47,7 +49,6 @@ from edge.outputs import DIR_MODE, check_outputs, dir_output
 from edge.overlay import render_overlay
 from edge.sources.synthetic import SyntheticPartRenderer
 from edge.station import Station, StationOptions
-from edge.commands.options import add_mqtt_options
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_bank(recipe, args.rebuild)
     with_assistant = recipe.assistant.enabled and not args.no_assistant and ensure_gguf(recipe)
 
-    broker: Optional[MosquittoBroker] = None
+    broker: MosquittoBroker | None = None
     host, port, use_mqtt = args.mqtt_host, args.mqtt_port, not args.no_mqtt
     if use_mqtt and host is None and port is None:
         if find_mosquitto() is None:
@@ -304,8 +305,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_dir.chmod(DIR_MODE)
-    plc: Optional[_Plc] = None
-    explanations: Optional[_Explanations] = None
+    plc: _Plc | None = None
+    explanations: _Explanations | None = None
     ng_triggers: set[int] = set()
     printer = DecisionPrinter()
     station = Station(recipe, StationOptions(

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.config import load_recipe
     from edge.evaluation.datasets import load_dataset
-    from edge.evaluation.report import MARKER, check_output_dir, write_report
     from edge.evaluation.operating_point import merge, operating_point, pct
+    from edge.evaluation.report import MARKER, check_output_dir, write_report
     from edge.evaluation.runner import EvalOptions, evaluate
 
     out = Path(args.out)

@@ -4,7 +4,7 @@
 ``parse_recipe`` validates text in memory (live reload, `iad-edge check`).
 """
 
-from edge.config.recipe import Recipe
 from edge.config.loader import RecipeError, load_recipe, parse_recipe
+from edge.config.recipe import Recipe
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "parse_recipe"]

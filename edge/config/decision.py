@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator, model_validator
 
@@ -41,7 +41,7 @@ def _segments_cross(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
     )
 
 
-def polygon_self_intersection(points: list[Point]) -> Optional[tuple[int, int]]:
+def polygon_self_intersection(points: list[Point]) -> tuple[int, int] | None:
     """Indices (i, j) of two non-adjacent edges that cross, or None for a simple polygon.
 
     Edge i runs from point i to point i+1 (the last edge closes the polygon).
@@ -91,13 +91,13 @@ class ZoneConfig(StrictModel):
     polygon: list[Point] = Field(
         description="Corner points [x, y] in frame pixels (at least 3, edges must not cross); the polygon closes itself."
     )
-    pixel: Optional[float] = Field(
+    pixel: float | None = Field(
         None, ge=0.0, le=2.0,
         description="A region in this zone rejects only when its peak reaches this value; null = thresholds.pixel. "
         "Must not be below thresholds.pixel (regions are cut at thresholds.pixel).",
     )
-    min_area_px: Optional[int] = Field(None, ge=0, description="Minimum region area in pixels in this zone; null = rules.min_area_px.")
-    min_area_mm2: Optional[float] = Field(
+    min_area_px: int | None = Field(None, ge=0, description="Minimum region area in pixels in this zone; null = rules.min_area_px.")
+    min_area_mm2: float | None = Field(
         None, ge=0, description="Minimum region area in mm² in this zone (needs pixel_pitch_mm); null = rules.min_area_mm2."
     )
     ignore: bool = Field(False, description="Regions in this zone never reject (unless their defect type is in rules.always_reject).")
@@ -122,7 +122,7 @@ class ZoneConfig(StrictModel):
         return points
 
     @model_validator(mode="after")
-    def _ignore_has_no_thresholds(self) -> "ZoneConfig":
+    def _ignore_has_no_thresholds(self) -> ZoneConfig:
         if self.ignore:
             for key in ("pixel", "min_area_px", "min_area_mm2"):
                 if getattr(self, key) is not None:
@@ -138,7 +138,7 @@ class RulesConfig(StrictModel):
     """Which regions reject a part."""
 
     min_area_px: int = Field(16, ge=0, description="A region smaller than this many pixels does not reject the part.")
-    min_area_mm2: Optional[float] = Field(
+    min_area_mm2: float | None = Field(
         None, ge=0, description="Same as min_area_px in mm² (needs pixel_pitch_mm); both apply when both are given."
     )
     zones: list[ZoneConfig] = Field(
@@ -155,7 +155,7 @@ class RulesConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "RulesConfig":
+    def _unique_names(self) -> RulesConfig:
         seen: dict[str, int] = {}
         for index, zone in enumerate(self.zones):
             if zone.name in seen:

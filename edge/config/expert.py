@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -20,7 +20,7 @@ class FidelityConfig(StrictModel):
     score_spearman: float = Field(
         0.99, ge=-1.0, le=1.0, description="Minimum Spearman rank correlation of image scores with the FP32 expert's."
     )
-    max_distance_error: Optional[float] = Field(
+    max_distance_error: float | None = Field(
         None, gt=0, description="Largest allowed max abs patch-distance error vs FP32; null = not checked."
     )
 
@@ -36,7 +36,7 @@ class OnnxRuntimeExpertConfig(StrictModel):
         description="Execution providers in order of preference; CPU is always appended as the fallback.",
     )
     threads: int = Field(2, ge=1, le=256, description="Intra-op threads of the ONNX Runtime session.")
-    trt_cache_dir: Optional[RecipePath] = Field(
+    trt_cache_dir: RecipePath | None = Field(
         None, description="Engine cache folder for the TensorRT execution provider (built on first run, reused after)."
     )
     trt_fp16: bool = Field(True, description="Let the TensorRT execution provider use FP16 kernels.")
@@ -66,7 +66,7 @@ class TensorRTExpertConfig(StrictModel):
 
 
 ExpertConfig = Annotated[
-    Union[OnnxRuntimeExpertConfig, TensorRTExpertConfig],
+    OnnxRuntimeExpertConfig | TensorRTExpertConfig,
     Field(discriminator="backend"),
 ]
 
@@ -83,7 +83,7 @@ class TilingConfig(StrictModel):
     resolution: int = Field(224, ge=14, le=2048, description="Model input size in pixels (square); a multiple of the patch size (14).")
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour in 'tile' mode.")
     max_batch: int = Field(8, ge=1, le=256, description="Tiles sent to the expert in one call.")
-    max_megapixels: Optional[float] = Field(
+    max_megapixels: float | None = Field(
         None, gt=0,
         description="Largest frame accepted, in megapixels; a larger frame is refused before it is tiled (fail-safe "
         "verdict on the line). null: 4x the largest frame the bank was calibrated on (at least 1 MP).",
@@ -102,7 +102,7 @@ class BankConfig(StrictModel):
 
     path: RecipePath = Field(description="Bank file (.npz) written by `iad-edge calibrate`.")
     rotations: bool = Field(False, description="Add the 8 rotations (45° steps) of every good image (rotation-invariant parts).")
-    coreset_max: Optional[int] = Field(
+    coreset_max: int | None = Field(
         None, ge=1, description="Cap the bank with a greedy coreset to this many patches; null keeps every patch."
     )
     foreground_mask: bool = Field(

@@ -8,8 +8,8 @@ are not required.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from edge.config.recipe import Recipe
 from edge.config.source import FolderSourceConfig, GenicamSourceConfig
@@ -35,7 +35,7 @@ def required_files(recipe: Recipe) -> Iterator[tuple[KeyPath, Path, str]]:
         yield ("mqtt", "password_file"), mqtt.password_file, "file"
     if mqtt.tls is not None:
         for key in ("ca_file", "cert_file", "key_file"):
-            value: Optional[Path] = getattr(mqtt.tls, key)
+            value: Path | None = getattr(mqtt.tls, key)
             if value is not None:
                 yield ("mqtt", "tls", key), value, "file"
     console = recipe.console

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 from pydantic import ValidationError
 
@@ -30,13 +29,13 @@ from edge.security import ENV_ROOTS, PathNotAllowedError, allowed_roots, confine
 class RecipeError(IadError, ValueError):
     """A recipe that cannot be used, with one line per problem (``file:line:col: field: message``)."""
 
-    def __init__(self, path: Union[str, Path], problems: list[str]):
+    def __init__(self, path: str | Path, problems: list[str]):
         self.path = Path(path)
         self.problems = problems
         super().__init__("\n".join(problems))
 
 
-def load_recipe(path: Union[str, Path], *, check_files: bool = False, being_created: tuple[Path, ...] = ()) -> Recipe:
+def load_recipe(path: str | Path, *, check_files: bool = False, being_created: tuple[Path, ...] = ()) -> Recipe:
     """Load and validate a recipe; relative paths inside resolve against its folder.
 
     ``check_files=True`` also requires the input files it names (model, GenTL
@@ -53,7 +52,7 @@ def load_recipe(path: Union[str, Path], *, check_files: bool = False, being_crea
     return parse_recipe(_read_text(path, path, None), path, check_files=check_files, being_created=being_created)
 
 
-def _read_text(path: Path, recipe_path: Path, mark: Optional[Mark]) -> str:
+def _read_text(path: Path, recipe_path: Path, mark: Mark | None) -> str:
     where = f"{mark}: include: " if mark else f"{path}: "
     try:
         return path.read_text(encoding="utf-8")
@@ -116,7 +115,7 @@ def _includes(data: dict, marks: dict[KeyPath, Mark], path: Path) -> list[tuple[
     return out
 
 
-def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False,
+def parse_recipe(text: str, path: str | Path, *, check_files: bool = False,
                  being_created: tuple[Path, ...] = ()) -> Recipe:
     """Validate recipe text as if read from ``path`` (used for live reload and `check`).
 
@@ -176,7 +175,7 @@ def parse_recipe(text: str, path: Union[str, Path], *, check_files: bool = False
     return recipe
 
 
-def _confinement_roots(path: Path) -> Optional[list[Path]]:
+def _confinement_roots(path: Path) -> list[Path] | None:
     """The allowed roots when confinement is on (``$IAD_ALLOWED_ROOTS`` set, as in the units), else None.
 
     Checked here, in the one loader, so every recipe the appliance reads is

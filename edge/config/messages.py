@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import typing
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 import annotated_types
 from pydantic import BaseModel
@@ -49,7 +49,7 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def _tag(model: type[BaseModel]) -> Optional[str]:
+def _tag(model: type[BaseModel]) -> str | None:
     for name in _TAG_FIELDS:
         field = model.model_fields.get(name)
         if field is not None and isinstance(field.default, str):
@@ -57,10 +57,10 @@ def _tag(model: type[BaseModel]) -> Optional[str]:
     return None
 
 
-def resolve(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Optional[FieldInfo], list[type[BaseModel]]]:
+def resolve(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[FieldInfo | None, list[type[BaseModel]]]:
     """The FieldInfo at pydantic ``loc`` and the model classes that could hold its children."""
     candidates: list[type[BaseModel]] = [root]
-    info: Optional[FieldInfo] = None
+    info: FieldInfo | None = None
     for part in loc:
         if isinstance(part, int):
             continue  # list index: item models were already unwrapped
@@ -81,7 +81,7 @@ def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def range_message(info: Optional[FieldInfo]) -> Optional[str]:
+def range_message(info: FieldInfo | None) -> str | None:
     """'must be between 0 and 2' from the field's ge/gt/le/lt constraints."""
     if info is None:
         return None
@@ -119,7 +119,7 @@ def show(value: Any) -> str:
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[KeyPath, bool]:
     """Follow ``loc`` through the YAML data, skipping union tags; (path, last key exists)."""
-    path: list[Union[str, int]] = []
+    path: list[str | int] = []
     current = data
     for number, part in enumerate(loc):
         last = number == len(loc) - 1

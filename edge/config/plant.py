@@ -6,8 +6,6 @@ docs/console.md); these sections only say whether they run and where.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import Field, model_validator
 
 from edge.config.base import RecipePath, StrictModel, rule_error
@@ -20,12 +18,12 @@ class SparkplugConfig(StrictModel):
 
     enabled: bool = Field(False, description="Publish NBIRTH/DBIRTH/DDATA/NDEATH under spBv1.0/<group_id>/...")
     group_id: str = Field("iad", pattern=_SPARKPLUG_ID, description="Sparkplug group id (first topic level after spBv1.0).")
-    edge_node_id: Optional[str] = Field(
+    edge_node_id: str | None = Field(
         None, pattern=_SPARKPLUG_ID, description="Edge node id; default <line>-<station>."
     )
-    device_id: Optional[str] = Field(None, pattern=_SPARKPLUG_ID, description="Device id of the station; default <station>.")
-    host: Optional[str] = Field(None, description="Broker of the SCADA side; default mqtt.host (same credentials and TLS as mqtt).")
-    port: Optional[int] = Field(None, ge=1, le=65535, description="Broker port; default mqtt.port.")
+    device_id: str | None = Field(None, pattern=_SPARKPLUG_ID, description="Device id of the station; default <station>.")
+    host: str | None = Field(None, description="Broker of the SCADA side; default mqtt.host (same credentials and TLS as mqtt).")
+    port: int | None = Field(None, ge=1, le=65535, description="Broker port; default mqtt.port.")
     keepalive_s: int = Field(10, ge=1, le=3600, description="Keep-alive; the broker publishes NDEATH after 1.5x this when the node vanishes.")
     queue_size: int = Field(256, ge=1, le=100000, description="Decisions waiting to become DDATA; when full, DDATA is skipped and counted (never the decision).")
     bdseq_file: RecipePath = Field(
@@ -36,7 +34,7 @@ class SparkplugConfig(StrictModel):
 class MetricsConfig(StrictModel):
     """Prometheus /metrics endpoint of the station process."""
 
-    port: Optional[int] = Field(None, ge=0, le=65535, description="Serve /metrics on this port; null: no metrics endpoint; 0: any free port.")
+    port: int | None = Field(None, ge=0, le=65535, description="Serve /metrics on this port; null: no metrics endpoint; 0: any free port.")
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for a Prometheus on another machine).")
 
 
@@ -52,12 +50,12 @@ class ConsoleConfig(StrictModel):
 
     port: int = Field(8090, ge=0, le=65535, description="HTTP(S) port of the console; 0: any free port.")
     host: str = Field("127.0.0.1", description="Address to listen on; editing on a non-loopback address needs tls or allow_insecure_edit.")
-    password_file: Optional[RecipePath] = Field(
+    password_file: RecipePath | None = Field(
         None,
         description="File with the hashed editing password (`iad-edge console --hash-password` writes the line); "
         "null: the console is read-only.",
     )
-    tls: Optional[ConsoleTlsConfig] = Field(None, description="Serve HTTPS with this certificate.")
+    tls: ConsoleTlsConfig | None = Field(None, description="Serve HTTPS with this certificate.")
     allow_insecure_edit: bool = Field(
         False, description="Allow editing over plain HTTP on a non-loopback address (passwords travel in clear: avoid)."
     )
@@ -65,7 +63,7 @@ class ConsoleConfig(StrictModel):
     max_edit_kb: int = Field(256, ge=1, le=4096, description="Largest recipe text the edit box accepts.")
 
     @model_validator(mode="after")
-    def _tls_for_remote_edit(self) -> "ConsoleConfig":
+    def _tls_for_remote_edit(self) -> ConsoleConfig:
         if self.allow_insecure_edit and self.password_file is None:
             raise rule_error("allow_insecure_edit", "only matters with editing: set console.password_file or remove allow_insecure_edit")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, WithJsonSchema, field_validator, model_validator
 
@@ -39,8 +39,8 @@ class Recipe(StrictModel):
     line: str = Field("line1", pattern=r"^[A-Za-z0-9_-]+$", description="Production line name (MQTT topic level).")
     station: str = Field("station1", pattern=r"^[A-Za-z0-9_-]+$", description="Station name on the line (MQTT topic level).")
     source: SourceConfig = Field(description="Where frames come from: synthetic, folder or genicam.")
-    roi: Optional[RoiConfig] = Field(None, description="Region of interest; null inspects the whole frame.")
-    pixel_pitch_mm: Optional[float] = Field(None, gt=0, description="Size of one pixel on the part in mm; enables mm² areas.")
+    roi: RoiConfig | None = Field(None, description="Region of interest; null inspects the whole frame.")
+    pixel_pitch_mm: float | None = Field(None, gt=0, description="Size of one pixel on the part in mm; enables mm² areas.")
     expert: ExpertConfig = Field(description="The region expert backend and its model file.")
     tiling: TilingConfig = Field(default_factory=TilingConfig, description="How frames become model inputs.")
     bank: BankConfig = Field(description="Memory bank of good parts.")
@@ -54,7 +54,7 @@ class Recipe(StrictModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics endpoint.")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="Technician console (its own process).")
 
-    _source_path: Optional[Path] = PrivateAttr(None)
+    _source_path: Path | None = PrivateAttr(None)
     _source_text: str = PrivateAttr("")
 
     _source_hash: str = PrivateAttr("")
@@ -62,12 +62,12 @@ class Recipe(StrictModel):
 
     @field_validator("include", mode="before")
     @classmethod
-    def _one_or_many(cls, value: Union[str, list[str], None]) -> list[str]:
+    def _one_or_many(cls, value: str | list[str] | None) -> list[str]:
         if value is None:
             return []
         return [value] if isinstance(value, str) else value
 
-    def frame_size(self) -> Optional[tuple[int, int]]:
+    def frame_size(self) -> tuple[int, int] | None:
         """(width, height) of the frames when the recipe fixes it (synthetic size or GenICam Width/Height)."""
         return self.source.frame_size()
 
@@ -87,7 +87,7 @@ class Recipe(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> "Recipe":
+    def _cross_field_rules(self) -> Recipe:
         """Checks that span sections; each message names the field to fix and how."""
         if self.rules.min_area_mm2 is not None and self.pixel_pitch_mm is None:
             raise rule_error("rules.min_area_mm2", "needs pixel_pitch_mm (mm per pixel): set pixel_pitch_mm or use rules.min_area_px")
@@ -124,7 +124,7 @@ class Recipe(StrictModel):
         return self
 
     @property
-    def source_path(self) -> Optional[Path]:
+    def source_path(self) -> Path | None:
         """The YAML file this recipe was read from (None when built in code)."""
         return self._source_path
 

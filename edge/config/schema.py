@@ -102,7 +102,7 @@ def recipe_json_schema_text() -> str:
     return json.dumps(recipe_json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-def _default_text(field) -> str:  # noqa: ANN001 - pydantic FieldInfo
+def _default_text(field) -> str:  # pydantic FieldInfo
     from pathlib import PurePath
 
     from pydantic import BaseModel
@@ -134,7 +134,7 @@ def reference_markdown() -> str:
     seen: set = set()
     out: list[str] = []
 
-    def walk(model, path: str, variant: str = "") -> None:  # noqa: ANN001
+    def walk(model, path: str, variant: str = "") -> None:
         if model in seen:
             return
         seen.add(model)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -18,7 +18,7 @@ class SourceConfigBase(StrictModel):
         """True when the lane pulls frames when it has room (file replay); False when they are pushed (cameras)."""
         return False
 
-    def frame_size(self) -> Optional[tuple[int, int]]:
+    def frame_size(self) -> tuple[int, int] | None:
         """(width, height) of the frames when the config fixes it, else None."""
         return None
 
@@ -38,14 +38,14 @@ class SyntheticSourceConfig(SourceConfigBase):
         description="Defect kinds the renderer may inject.",
     )
     seed: int = Field(0, description="Seed: the same seed renders the same frames and defects.")
-    rate_hz: Optional[float] = Field(
+    rate_hz: float | None = Field(
         None, gt=0, description="Trigger rate in frames per second; null = as fast as the lane takes them."
     )
 
     def pulled(self) -> bool:
         return self.rate_hz is None
 
-    def frame_size(self) -> Optional[tuple[int, int]]:
+    def frame_size(self) -> tuple[int, int] | None:
         return self.width, self.height
 
 
@@ -58,7 +58,7 @@ class FolderSourceConfig(SourceConfigBase):
     path: RecipePath = Field(description="Folder with the images.")
     pattern: str = Field("*", description="Glob pattern of the files to read, e.g. '*.png'.")
     loop: bool = Field(False, description="Start again from the first image after the last one.")
-    rate_hz: Optional[float] = Field(None, gt=0, description="Trigger rate in frames per second; null = as fast as possible.")
+    rate_hz: float | None = Field(None, gt=0, description="Trigger rate in frames per second; null = as fast as possible.")
 
     def pulled(self) -> bool:
         return self.rate_hz is None
@@ -68,7 +68,7 @@ class GenicamNodeSetting(StrictModel):
     """One GenICam feature to set on the camera, applied in recipe order and read back."""
 
     node: str = Field(description="GenICam feature name, e.g. 'ExposureTime' or 'TriggerMode'.")
-    value: Union[bool, int, float, str] = Field(description="Value to write; enumerations are given by their symbolic name.")
+    value: bool | int | float | str = Field(description="Value to write; enumerations are given by their symbolic name.")
 
 
 class GenicamSourceConfig(SourceConfigBase):
@@ -78,8 +78,8 @@ class GenicamSourceConfig(SourceConfigBase):
 
     type: Literal["genicam"] = Field("genicam", description="Selects the GenICam camera source.")
     producer: RecipePath = Field(description="Path of the GenTL producer (.cti) of the camera vendor.")
-    serial_number: Optional[str] = Field(None, description="Select the device by serial number.")
-    user_defined_name: Optional[str] = Field(None, description="Select the device by its user-defined name (user id).")
+    serial_number: str | None = Field(None, description="Select the device by serial number.")
+    user_defined_name: str | None = Field(None, description="Select the device by its user-defined name (user id).")
     index: int = Field(0, ge=0, description="Select the device by index when no serial number or name is given.")
     settings: list[GenicamNodeSetting] = Field(
         default_factory=list, description="Node settings applied in this order after opening the device."
@@ -90,7 +90,7 @@ class GenicamSourceConfig(SourceConfigBase):
         description="Waits between reconnection attempts after the device is lost (last value repeats).",
     )
 
-    def frame_size(self) -> Optional[tuple[int, int]]:
+    def frame_size(self) -> tuple[int, int] | None:
         """From the Width/Height node settings, when both are set."""
         nodes = {s.node: s.value for s in self.settings}
         width, height = nodes.get("Width"), nodes.get("Height")
@@ -100,6 +100,6 @@ class GenicamSourceConfig(SourceConfigBase):
 
 
 SourceConfig = Annotated[
-    Union[SyntheticSourceConfig, FolderSourceConfig, GenicamSourceConfig],
+    SyntheticSourceConfig | FolderSourceConfig | GenicamSourceConfig,
     Field(discriminator="type"),
 ]

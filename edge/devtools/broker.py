@@ -21,10 +21,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
-from edge.processes import terminate
 from edge.errors import IadError
+from edge.processes import terminate
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
@@ -33,7 +32,7 @@ class BrokerError(IadError):
     """The local broker could not be found or started."""
 
 
-def find_mosquitto() -> Optional[str]:
+def find_mosquitto() -> str | None:
     """Path of the mosquitto binary (``$IAD_MOSQUITTO``, PATH, then the usual sbin folders) or None."""
     env = os.environ.get("IAD_MOSQUITTO")
     if env:
@@ -71,8 +70,8 @@ class MosquittoBroker:
     same port. Use as a context manager to be sure the process is gone.
     """
 
-    def __init__(self, port: Optional[int] = None, host: str = "127.0.0.1", binary: Optional[str] = None,
-                 workdir: Optional[Path] = None, persistence: bool = False):
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", binary: str | None = None,
+                 workdir: Path | None = None, persistence: bool = False):
         self.binary = binary or find_mosquitto()
         if not self.binary:
             raise BrokerError(
@@ -86,7 +85,7 @@ class MosquittoBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "mosquitto.log"
         self.persistence = persistence
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self._log_file = None
 
     @property
@@ -94,7 +93,7 @@ class MosquittoBroker:
         return self._proc is not None and self._proc.poll() is None
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     def _write_config(self) -> Path:
@@ -111,7 +110,7 @@ class MosquittoBroker:
         )
         return conf
 
-    def start(self, timeout: float = 10.0) -> "MosquittoBroker":
+    def start(self, timeout: float = 10.0) -> MosquittoBroker:
         """Start the broker and wait until its port accepts connections."""
         if self.running:
             return self
@@ -147,7 +146,7 @@ class MosquittoBroker:
             self._proc.wait(5)
         self.stop()
 
-    def restart(self, timeout: float = 10.0) -> "MosquittoBroker":
+    def restart(self, timeout: float = 10.0) -> MosquittoBroker:
         """Stop (if running) and start again on the same port."""
         self.stop()
         return self.start(timeout)
@@ -158,7 +157,7 @@ class MosquittoBroker:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "MosquittoBroker":
+    def __enter__(self) -> MosquittoBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

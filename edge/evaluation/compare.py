@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from edge.errors import IadError
 from edge.evaluation.runner import METRICS
@@ -18,7 +18,7 @@ class CompareError(IadError):
     """A metrics file that cannot be compared (missing, not JSON, not an eval result)."""
 
 
-def load_metrics(path: Union[str, Path]) -> dict[str, Any]:
+def load_metrics(path: str | Path) -> dict[str, Any]:
     """Read a metrics.json written by `iad-edge eval` and check it has what the table needs."""
     path = Path(path)
     try:
@@ -34,11 +34,11 @@ def load_metrics(path: Union[str, Path]) -> dict[str, Any]:
     return doc
 
 
-def _cell(value: Optional[float]) -> str:
+def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def _delta(a: Optional[float], b: Optional[float]) -> str:
+def _delta(a: float | None, b: float | None) -> str:
     if a is None or b is None:
         return "n/a"
     return f"{100 * (b - a):+.1f}"
@@ -70,7 +70,7 @@ def comparability_notes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return notes
 
 
-def compare_table(path_a: Union[str, Path], path_b: Union[str, Path]) -> str:
+def compare_table(path_a: str | Path, path_b: str | Path) -> str:
     """The side-by-side table as text (values in %, delta in percentage points)."""
     a, b = load_metrics(path_a), load_metrics(path_b)
     header = ["category", "metric", "A", "B", "B-A"]

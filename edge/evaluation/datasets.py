@@ -21,9 +21,9 @@ VisA: ``<root>/split_csv/1cls.csv`` with columns ``object,split,label,image,mask
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -46,7 +46,7 @@ class Sample:
     path: Path
     label: int
     defect_type: str
-    mask: Optional[Path] = None
+    mask: Path | None = None
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def load_dataset(root: Union[str, Path], categories: Optional[Sequence[str]] = None) -> Dataset:
+def load_dataset(root: str | Path, categories: Sequence[str] | None = None) -> Dataset:
     """Detect the layout under ``root`` and load it (optionally only ``categories``)."""
     root = Path(root)
     if not root.is_dir():
@@ -214,7 +214,7 @@ def check_sizes(category: Category) -> None:
             )
 
 
-def read_mask(sample: Sample, shape: tuple[int, int]) -> Optional[np.ndarray]:
+def read_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
     """Boolean defect mask (any non-zero pixel is defect), checked against the image ``shape`` (H, W)."""
     if sample.mask is None:
         return None

@@ -26,8 +26,8 @@ integrated up to FPR 0.3 (interpolating at 0.3) and divided by 0.3.
 from __future__ import annotations
 
 from bisect import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -199,7 +199,7 @@ class PixelMetrics:
     done. Thresholds are the bin edges; pixels in one bin are ties.
     """
 
-    def __init__(self, lo: float, hi: float, bins: int = DEFAULT_BINS, edges: Optional[np.ndarray] = None):
+    def __init__(self, lo: float, hi: float, bins: int = DEFAULT_BINS, edges: np.ndarray | None = None):
         if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
             raise ValueError(f"bad score range [{lo}, {hi}]")
         self.lo, self.hi = float(lo), float(hi)
@@ -211,7 +211,7 @@ class PixelMetrics:
         self.n_regions = 0
 
     @classmethod
-    def from_sample(cls, sample: np.ndarray, bins: int = DEFAULT_BINS) -> "PixelMetrics":
+    def from_sample(cls, sample: np.ndarray, bins: int = DEFAULT_BINS) -> PixelMetrics:
         """Bins of about equal pixel count: edges at ``bins`` quantiles of ``sample`` (include each map's min and max).
 
         Values below the lowest edge count in the first bin, values above the
@@ -233,7 +233,7 @@ class PixelMetrics:
         idx = np.floor((values.astype(np.float64) - self.lo) * (self.bins / (self.hi - self.lo))).astype(np.int64)
         return np.clip(idx, 0, self.bins - 1)
 
-    def add(self, mask: Optional[np.ndarray], amap: np.ndarray) -> None:
+    def add(self, mask: np.ndarray | None, amap: np.ndarray) -> None:
         """Add one image: ``mask`` bool (None = all normal), ``amap`` float of the same shape."""
         if mask is None:
             mask = np.zeros(amap.shape, dtype=bool)

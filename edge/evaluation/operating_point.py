@@ -10,10 +10,11 @@ defective parts (defects the line passes), per category and per defect type.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 
-def _rate(part: int, whole: int) -> Optional[float]:
+def _rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
 
@@ -63,5 +64,5 @@ def merge(points: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def pct(value: Optional[float]) -> str:
+def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"

@@ -13,7 +13,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,12 +39,12 @@ LABELS = {
 }
 
 
-def _num(value: float, digits: int = 6) -> Optional[float]:
+def _num(value: float, digits: int = 6) -> float | None:
     """JSON has no NaN: an undefined metric is null."""
     return None if value is None or math.isnan(value) else round(float(value), digits)
 
 
-def _pct(value: Optional[float]) -> str:
+def _pct(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
@@ -327,7 +327,7 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
-def write_report(result: EvalResult, out: Union[str, Path], overwrite: bool = False) -> list[Path]:
+def write_report(result: EvalResult, out: str | Path, overwrite: bool = False) -> list[Path]:
     """Write every report file into ``out`` (atomically: staged beside it, then moved into place)."""
     out = Path(out)
     with staged_dir(out, overwrite, marker=MARKER) as staging:

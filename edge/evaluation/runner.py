@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ METRICS = ("image_auroc", "image_f1_max", "pixel_auroc", "aupro", "pixel_f1_max"
 class EvalOptions:
     """How the evaluation samples its training images and what it keeps for the report."""
 
-    shots: Optional[int] = None  # None: every train/good image
+    shots: int | None = None  # None: every train/good image
     seeds: int = 1  # repetitions with different samples of `shots` images
     seed: int = 0  # first seed; run k uses seed + k
     bins: int = DEFAULT_BINS  # histogram bins of the pixel metrics
@@ -47,8 +48,8 @@ class ImageRecord:
 
     sample: Sample
     score: float
-    predicted_location: Optional[str]  # 3×3 name of the top region (None for good images)
-    true_location: Optional[str]  # 3×3 name of the largest ground-truth region
+    predicted_location: str | None  # 3×3 name of the top region (None for good images)
+    true_location: str | None  # 3×3 name of the largest ground-truth region
     location_fallback: bool  # no region passed the pixel threshold: the map's maximum stood in
     ms: float
     verdict: str = ""  # the recipe's verdict (its thresholds and rules, regions included)
@@ -109,7 +110,7 @@ class EvalResult:
     """The whole evaluation: what was run and every category's results."""
 
     dataset: Dataset
-    recipe_path: Optional[Path]
+    recipe_path: Path | None
     options: EvalOptions
     categories: list[CategoryResult]
     expert_info: dict[str, Any]
@@ -139,7 +140,7 @@ def pixel_sample(amap: np.ndarray, total_pixels: int) -> np.ndarray:
     return np.concatenate([flat[::step], [flat.min(), flat.max()]])
 
 
-def train_subset(category: Category, shots: Optional[int], seed: int) -> list[Path]:
+def train_subset(category: Category, shots: int | None, seed: int) -> list[Path]:
     """All training images, or ``shots`` of them drawn without replacement with ``seed`` (sorted)."""
     if shots is None:
         return list(category.train)
@@ -154,7 +155,7 @@ def train_subset(category: Category, shots: Optional[int], seed: int) -> list[Pa
     return [category.train[i] for i in picked]
 
 
-def _largest_region_location(mask: np.ndarray, roi: Any) -> Optional[str]:
+def _largest_region_location(mask: np.ndarray, roi: Any) -> str | None:
     """3×3 location of the largest 8-connected ground-truth region (relative to the ROI, as the runtime does)."""
     if roi is not None:
         mask = mask[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width]
@@ -166,7 +167,7 @@ def _largest_region_location(mask: np.ndarray, roi: Any) -> Optional[str]:
     return location_name(float(cx), float(cy), mask.shape[1], mask.shape[0])
 
 
-def _predicted_location(result: Any, roi: Any) -> tuple[Optional[str], bool]:
+def _predicted_location(result: Any, roi: Any) -> tuple[str | None, bool]:
     """Location of the region with the highest peak; the map's maximum when no region passed the threshold."""
     if result.regions:
         return max(result.regions, key=lambda r: r.peak).location, False
@@ -177,7 +178,7 @@ def _predicted_location(result: Any, roi: Any) -> tuple[Optional[str], bool]:
     return location_name(x + 0.5, y + 0.5, amap.shape[1], amap.shape[0]), True
 
 
-def _draw_truth(overlay: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
+def _draw_truth(overlay: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Outline the ground-truth regions in green on an overlay."""
     if mask is None or not mask.any():
         return overlay

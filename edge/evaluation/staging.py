@@ -10,8 +10,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from edge.errors import IadError
 from edge.outputs import DIR_MODE, FILE_MODE, OutputPathError, check_output, dir_output
@@ -21,7 +21,7 @@ class OutputDirError(IadError):
     """The output folder cannot be used (exists, not empty, not a folder)."""
 
 
-def check_output_dir(out: Path, overwrite: bool, marker: Optional[str] = None) -> None:
+def check_output_dir(out: Path, overwrite: bool, marker: str | None = None) -> None:
     """Refuse a file in the way, an unwritable place, or an unrelated non-empty folder (call before any long work).
 
     A folder that holds ``marker`` is this command's earlier output and is replaced like with ``--overwrite``.
@@ -33,7 +33,7 @@ def check_output_dir(out: Path, overwrite: bool, marker: Optional[str] = None) -
 
 
 @contextlib.contextmanager
-def staged_dir(out: Path, overwrite: bool = False, marker: Optional[str] = None) -> Iterator[Path]:
+def staged_dir(out: Path, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``out``, on any error it is deleted."""
     out = Path(out)
     check_output_dir(out, overwrite, marker)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
@@ -65,7 +64,7 @@ def _write(path: Path, image: np.ndarray) -> None:
 
 
 def write_synthetic_dataset(
-    out: Union[str, Path],
+    out: str | Path,
     categories: int = 3,
     train: int = 8,
     test: int = 8,

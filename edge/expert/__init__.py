@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.types import Expert
 from edge.plugins import implementation_of
+from edge.types import Expert
 
 
 def load_expert(cfg: Any) -> Expert:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -218,6 +219,6 @@ def open_cuda(prefer: str = "auto") -> CudaMemory:
             reasons.append(f"{name}: not installed ({exc.name})")
         except ModelLoadError as exc:
             reasons.append(f"{name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - pycuda raises its own types (no driver, no device)
+        except Exception as exc:  # pycuda raises its own types (no driver, no device
             reasons.append(f"{name}: {type(exc).__name__}: {exc}")
     raise ModelLoadError("no usable CUDA for the TensorRT backend (" + "; ".join(reasons) + "); install pycuda or cuda-python on a machine with an NVIDIA GPU")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from edge.errors import ModelLoadError
 from edge.files import MANIFEST_NAME, sha256_file
@@ -29,7 +29,7 @@ REQUIRED_KEYS = ("format", "kind", "resolution", "patch_size", "grid", "feature_
 _sha_cache: dict[tuple[str, int, int, int], str] = {}
 
 
-def cached_sha256(path: Union[str, os.PathLike[str]]) -> str:
+def cached_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of ``path``, cached on (size, mtime, inode) so repeated loads/reloads stay cheap."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
@@ -45,12 +45,12 @@ def _rebuild_hint(model_path: Path) -> str:
     return f"rebuild it with `iad-export dinov2 (--checkpoint PATH | --tiny) --out {model_path.parent}`"
 
 
-def manifest_path_for(model_path: Union[str, os.PathLike[str]]) -> Path:
+def manifest_path_for(model_path: str | os.PathLike[str]) -> Path:
     """Where the manifest of ``model_path`` lives (the same folder)."""
     return Path(model_path).parent / MANIFEST_NAME
 
 
-def load_manifest(model_path: Union[str, os.PathLike[str]], verify: bool = True) -> dict[str, Any]:
+def load_manifest(model_path: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
     """Read the manifest beside ``model_path``, check its format and (by default) the model's bytes.
 
     Raises :class:`ModelLoadError` naming the file and how to rebuild when the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -33,7 +33,7 @@ def provider_list(cfg: OnnxRuntimeExpertConfig, manifest: dict[str, Any]) -> lis
     if any(p != "cpu" for p in cfg.providers) and hasattr(ort, "preload_dlls"):
         try:  # onnxruntime-gpu: load the pip CUDA/cuDNN libraries before the session needs them
             ort.preload_dlls()
-        except Exception as exc:  # noqa: BLE001 - missing libraries show up as a CPU fallback below, with a warning
+        except Exception as exc:  # missing libraries show up as a CPU fallback below, with a warning
             log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
     available = set(ort.get_available_providers())
     chosen: list[Any] = []
@@ -93,8 +93,8 @@ class OnnxRuntimeExpert:
                         ", ".join(wanted), self.providers[0])
         log.info("region expert %s on %s", self.manifest.get("architecture", "?"), ", ".join(self.providers))
         self._on_device = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-        self._bank: Optional[np.ndarray] = None
-        self._bank_value: Optional[ort.OrtValue] = None
+        self._bank: np.ndarray | None = None
+        self._bank_value: ort.OrtValue | None = None
         self._warm_up()
 
     def _warm_up(self) -> None:

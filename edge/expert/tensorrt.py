@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -208,7 +208,7 @@ class TensorRTExpert:
             self._runner = None  # type: ignore[assignment]
 
 
-def open_runner(plan_path: Path, cuda: Optional[CudaMemory] = None) -> TrtEngineRunner:
+def open_runner(plan_path: Path, cuda: CudaMemory | None = None) -> TrtEngineRunner:
     """A runner for a plan file without the recipe-level checks (export parity, benchmarks)."""
     trt = import_tensorrt()
     return TrtEngineRunner(Path(plan_path).read_bytes(), trt, cuda or open_cuda(), source=str(plan_path))

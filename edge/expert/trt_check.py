@@ -12,7 +12,7 @@ them before the plan is deserialized. No TensorRT import here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from edge.errors import BankError, ModelLoadError
 
@@ -47,10 +47,10 @@ def check_engine_manifest(
     *,
     trt_version: str,
     compute_capability: str,
-    max_tiles: Optional[int] = None,
-    max_bank: Optional[int] = None,
-    resolution: Optional[int] = None,
-    feature_dim: Optional[int] = None,
+    max_tiles: int | None = None,
+    max_bank: int | None = None,
+    resolution: int | None = None,
+    feature_dim: int | None = None,
 ) -> dict[str, Any]:
     """Compare the engine's manifest with this machine and the recipe; return the ``tensorrt`` section.
 

@@ -11,8 +11,8 @@ than a pasted sticker. Each type also changes the whole mask a little
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -7,8 +7,6 @@ used both to blend and to guarantee that promise.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import cv2
 import numpy as np
 
@@ -56,7 +54,7 @@ def random_defect_mask(
     shape: tuple[int, int],
     defect_type: str,
     rng: np.random.Generator,
-    roi: Optional[tuple[int, int, int, int]] = None,
+    roi: tuple[int, int, int, int] | None = None,
     scale: float = 1.0,
 ) -> np.ndarray:
     """A plausible bool mask for ``defect_type`` at a random place (synthetic NG images, self-test).

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -24,8 +24,8 @@ class SyntheticDefect:
 def synthesize_defect(
     image: np.ndarray,
     seed: int,
-    defect_types: Optional[Sequence[str]] = None,
-    roi: Optional[tuple[int, int, int, int]] = None,
+    defect_types: Sequence[str] | None = None,
+    roi: tuple[int, int, int, int] | None = None,
     scale: float = 1.0,
     intensity: float = 1.0,
 ) -> SyntheticDefect:

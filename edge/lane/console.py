@@ -7,13 +7,13 @@ import signal
 import statistics
 import sys
 import threading
-from typing import Any, Iterator, Optional, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
-from edge.types import Decision
-from edge.types import Frame, InspectionResult
+from edge.types import Decision, Frame, InspectionResult
 
 
-def decision_line(decision: Decision, frame: Optional[Frame] = None) -> str:
+def decision_line(decision: Decision, frame: Frame | None = None) -> str:
     """``#12  NG  score 0.412  41.3 ms  2 regions  [sent]  reason`` (reason only for fail-safe decisions)."""
     score = "  -  " if decision.score is None else f"{decision.score:.3f}"
     line = (f"#{decision.trigger_id:<5d} {decision.verdict:<2s}  score {score}  {decision.latency_ms:7.1f} ms  "
@@ -35,7 +35,7 @@ class DecisionPrinter:
         self.truth: list[tuple[bool, str]] = []  # (had injected defect, verdict)
         self._lock = threading.Lock()
 
-    def __call__(self, frame: Frame, result: Optional[InspectionResult], decision: Decision) -> None:
+    def __call__(self, frame: Frame, result: InspectionResult | None, decision: Decision) -> None:
         with self._lock:
             self.latencies.append(decision.latency_ms)
             if frame.source == "synthetic":

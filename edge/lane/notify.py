@@ -34,7 +34,7 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ class Notifier:
     ``"sdnotify"`` or ``"socket"``; tests use both.
     """
 
-    def __init__(self, socket_path: Optional[str] = None, backend: str = "auto"):
+    def __init__(self, socket_path: str | None = None, backend: str = "auto"):
         self.socket_path = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET", "")
         self.sent: list[str] = []  # last messages (kept short), for logs and tests
         self._lock = threading.Lock()
         self._warned = False
-        self._sock: Optional[socket.socket] = None
+        self._sock: socket.socket | None = None
         self._sd = None
         if backend not in ("auto", "sdnotify", "socket"):
             raise ValueError(f"unknown notify backend {backend!r} (auto, sdnotify or socket)")
@@ -141,7 +141,7 @@ class Notifier:
                 self._sd.socket = None
 
 
-def watchdog_period_s(environ: Optional[dict] = None) -> Optional[float]:
+def watchdog_period_s(environ: dict | None = None) -> float | None:
     """The watchdog period from ``$WATCHDOG_USEC`` (None when off or meant for another PID)."""
     env = os.environ if environ is None else environ
     usec = env.get("WATCHDOG_USEC", "")
@@ -163,14 +163,14 @@ class Watchdog:
     ever sent and every method is cheap.
     """
 
-    def __init__(self, notifier: Notifier, period_s: Optional[float] = None):
+    def __init__(self, notifier: Notifier, period_s: float | None = None):
         self.notifier = notifier
         self.period_s = watchdog_period_s() if period_s is None else period_s
         self.pings = 0
         self._last_ping = float("-inf")  # the first kick always pings
-        self._busy_since: Optional[float] = None
+        self._busy_since: float | None = None
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -206,7 +206,7 @@ class Watchdog:
         since = self._busy_since
         return since is not None and self.period_s is not None and time.monotonic() - since > self.period_s
 
-    def start_heartbeat(self, healthy: Callable[[], bool] = lambda: True) -> "Watchdog":
+    def start_heartbeat(self, healthy: Callable[[], bool] = lambda: True) -> Watchdog:
         """Ping from a thread while idle; stop pinging when stalled or ``healthy()`` is False."""
         if not self.enabled or self._thread is not None:
             return self
@@ -219,7 +219,7 @@ class Watchdog:
         while not self._stop.wait(step):
             try:
                 ok = healthy() and not self.stalled()
-            except Exception:  # noqa: BLE001 - a broken check means: do not vouch for the lane
+            except Exception:  # a broken check means: do not vouch for the lane
                 log.exception("watchdog health check failed")
                 ok = False
             if ok:

@@ -29,11 +29,11 @@ import copy
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
-from edge.config import Recipe, load_recipe
+from edge.config import Recipe
 from edge.regions import extract_regions
 from edge.types import Frame, InspectionResult
 from edge.verdict import decide
@@ -81,7 +81,7 @@ class Example:
     trigger_id: int
     live: str
     candidate: str
-    score: Optional[float]
+    score: float | None
     live_reason: str
     candidate_reason: str
 
@@ -114,11 +114,11 @@ class ShadowEvaluator:
         self.examples: list[Example] = []
         self._lock = threading.Lock()
         self._inspector: Any = None
-        self._queue: "queue.Queue[Optional[tuple[Frame, InspectionResult]]]" = queue.Queue(maxsize=queue_size)
-        self._worker: Optional[threading.Thread] = None
+        self._queue: queue.Queue[tuple[Frame, InspectionResult] | None] = queue.Queue(maxsize=queue_size)
+        self._worker: threading.Thread | None = None
 
     # ------------------------------------------------------------------ observer
-    def observe(self, frame: Frame, result: Optional[InspectionResult], decision: Any) -> None:
+    def observe(self, frame: Frame, result: InspectionResult | None, decision: Any) -> None:
         """Lane observer (post thread). Frames without an inspection (fail-safe) cannot be compared."""
         if result is None:
             with self._lock:
@@ -186,7 +186,7 @@ class ShadowEvaluator:
             frame, result = item
             try:
                 shadow = self._inspector.inspect(frame.image)
-            except Exception as exc:  # noqa: BLE001 - shadow failures never touch the lane
+            except Exception as exc:  # shadow failures never touch the lane
                 with self._lock:
                     self.errors += 1
                 log.warning("shadow: trigger %s: candidate could not inspect: %s", frame.trigger_id, exc)

@@ -29,9 +29,10 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from edge.config.loader import RecipeError, parse_recipe
 from edge.config.recipe import Recipe
@@ -46,7 +47,7 @@ def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def applied_record(recipe: Recipe, applied_at: Optional[float] = None) -> dict[str, Any]:
+def applied_record(recipe: Recipe, applied_at: float | None = None) -> dict[str, Any]:
     """What the status says about the running recipe (``iad-edge check --against`` diffs ``values``)."""
     return {
         "sha256": recipe.sha256,
@@ -68,10 +69,10 @@ class RecipeWatcher:
 
     def __init__(
         self,
-        path: Union[str, Path],
-        apply: Callable[[Recipe], Optional[Future]],
+        path: str | Path,
+        apply: Callable[[Recipe], Future | None],
         set_status: Callable[[str, Any], None] = lambda key, value: None,
-        current: Optional[Recipe] = None,
+        current: Recipe | None = None,
         interval_s: float = 0.5,
         check_files: bool = True,
     ):
@@ -86,10 +87,10 @@ class RecipeWatcher:
         self.applied = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._seen_hash: Optional[str] = current.sha256 if current is not None else None
+        self._thread: threading.Thread | None = None
+        self._seen_hash: str | None = current.sha256 if current is not None else None
         self._stamp: Stamps = stamps(self._paths())
-        self._pending: Optional[Stamps] = None
+        self._pending: Stamps | None = None
         self.applied_log: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         if current is not None:
             record = applied_record(current)
@@ -102,7 +103,7 @@ class RecipeWatcher:
         return [self.path] + included
 
     # ------------------------------------------------------------------ polling
-    def start(self) -> "RecipeWatcher":
+    def start(self) -> RecipeWatcher:
         self._thread = threading.Thread(target=self._loop, name="recipe-watch", daemon=True)
         self._thread.start()
         return self
@@ -116,10 +117,10 @@ class RecipeWatcher:
         while not self._stop.wait(self.interval_s):
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - the watcher must never take the lane down
+            except Exception:  # the watcher must never take the lane down
                 log.exception("recipe watcher")
 
-    def poll(self, settle: bool = True) -> Optional[str]:
+    def poll(self, settle: bool = True) -> str | None:
         """One look at the files; returns 'applied', 'pending', 'invalid', 'unchanged' or None (nothing new).
 
         With ``settle`` a change is judged only when the next poll sees the same

@@ -13,7 +13,7 @@ import logging
 import ssl
 import stat
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from edge.errors import IadError
 
@@ -24,7 +24,7 @@ class MqttCredentialsError(IadError):
     """A password or TLS file named by the recipe cannot be used."""
 
 
-def read_password(path: Optional[Path]) -> Optional[str]:
+def read_password(path: Path | None) -> str | None:
     """The password from ``path`` (first line, surrounding whitespace stripped); None when no file is named."""
     if path is None:
         return None

@@ -31,7 +31,8 @@ import math
 import queue
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -62,12 +63,12 @@ class MqttLink:
         outbox: Outbox,
         client_id: str,
         status_provider: Callable[[], dict[str, Any]] = dict,
-        host: Optional[str] = None,
-        port: Optional[int] = None,
+        host: str | None = None,
+        port: int | None = None,
         backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S,
         max_inflight_results: int = 20,
         status_interval_s: float = 5.0,
-        identity: Optional[dict[str, Any]] = None,
+        identity: dict[str, Any] | None = None,
     ):
         self.cfg = cfg
         self.topics = topics
@@ -82,21 +83,21 @@ class MqttLink:
         self.identity = dict(identity or {})  # e.g. session, line, station: in every status, the will too
         # While this says True (the lane has a frame in flight) no result is handed to the socket, so a burst
         # of results (e.g. an outage's backlog) never sits in front of a decision; held at most max_hold_s.
-        self.hold_results: Optional[Callable[[], bool]] = None
+        self.hold_results: Callable[[], bool] | None = None
         self.max_hold_s = 0.5
         self.reconnects = 0
         self.connects = 0
         self.results_acked = 0
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
 
-        self._client: Optional[mqtt.Client] = None
+        self._client: mqtt.Client | None = None
         self._generation = 0
         self._connected = threading.Event()
         self._link_down = threading.Event()
         self._stop = threading.Event()
         self._draining_done = threading.Event()
         self._wake = threading.Event()
-        self._acks: "queue.SimpleQueue[tuple[int, int]]" = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._supervisor = threading.Thread(target=self._supervise, name="mqtt-supervisor", daemon=True)
         self._drainer = threading.Thread(target=self._drain_loop, name="mqtt-outbox", daemon=True)
 
@@ -105,7 +106,7 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def start(self) -> "MqttLink":
+    def start(self) -> MqttLink:
         """Start connecting in the background; a bad password/TLS file raises here, in the caller's thread."""
         self._make_client(0)
         self._supervisor.start()
@@ -145,7 +146,7 @@ class MqttLink:
         """Tell the drainer that a new row is in the outbox."""
         self._wake.set()
 
-    def publish_status(self, state: str = "online") -> Optional[mqtt.MQTTMessageInfo]:
+    def publish_status(self, state: str = "online") -> mqtt.MQTTMessageInfo | None:
         """Publish the retained status now (no-op while disconnected)."""
         client = self._client
         if client is None or not self._connected.is_set():
@@ -207,7 +208,7 @@ class MqttLink:
         client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
         apply_auth(client, self.cfg)  # username/password file and TLS, with errors naming the file
 
-        def on_connect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
+        def on_connect(c, userdata, flags, reason_code, properties):
             if reason_code.is_failure:
                 self.last_error = f"broker refused the connection: {reason_code}"
                 log.warning("MQTT %s:%s refused: %s", self.host, self.port, reason_code)
@@ -220,14 +221,14 @@ class MqttLink:
             c.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
             self._wake.set()
 
-        def on_disconnect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
+        def on_disconnect(c, userdata, flags, reason_code, properties):
             if self._connected.is_set() and not self._stop.is_set():
                 log.warning("MQTT link to %s:%s lost (%s)", self.host, self.port, reason_code)
             self._connected.clear()
             self._link_down.set()
             self._wake.set()
 
-        def on_publish(c, userdata, mid, reason_code, properties):  # noqa: ANN001
+        def on_publish(c, userdata, mid, reason_code, properties):
             if not reason_code.is_failure:
                 self._acks.put((generation, mid))
                 self._wake.set()
@@ -251,7 +252,7 @@ class MqttLink:
             self._generation += 1
             try:
                 client = self._make_client(self._generation)
-            except Exception as exc:  # noqa: BLE001 - e.g. a TLS file removed while running
+            except Exception as exc:  # e.g. a TLS file removed while running
                 self._report_failure(f"cannot set up the MQTT client: {exc}")
                 self._stop.wait(self.backoff_s[-1])
                 continue
@@ -286,7 +287,7 @@ class MqttLink:
         inflight: dict[int, int] = {}  # mid -> outbox row id, for the current connection only
         generation = 0
         next_status = time.monotonic() + self.status_interval_s
-        held_since: Optional[float] = None
+        held_since: float | None = None
         while True:
             # Held behind a frame in flight: sleep until the hold would expire; the lane wakes us as soon as
             # the frame's decision is out (notify_result from Lane._set_busy), so there is no 200 Hz polling

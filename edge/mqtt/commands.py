@@ -31,8 +31,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,7 +48,7 @@ class CommandModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    request_id: Optional[str] = Field(None, pattern=REQUEST_ID_PATTERN, description="Echoed in the reply.")
+    request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN, description="Echoed in the reply.")
 
 
 class PingCommand(CommandModel):
@@ -61,17 +62,17 @@ class StatusCommand(CommandModel):
 class GenerateCommand(CommandModel):
     """Mask-guided defect generation request (answered by the assistant process)."""
 
-    image: Optional[str] = Field(None, max_length=4096, description="Image path (under the archive or recipe folder).")
-    archive: Optional[str] = Field(None, max_length=4096, description="Archive entry folder whose frame.png is used.")
-    mask: Optional[str] = Field(None, max_length=4096, description="Mask image path; default a random mask.")
+    image: str | None = Field(None, max_length=4096, description="Image path (under the archive or recipe folder).")
+    archive: str | None = Field(None, max_length=4096, description="Archive entry folder whose frame.png is used.")
+    mask: str | None = Field(None, max_length=4096, description="Mask image path; default a random mask.")
     type: str = Field("scratch", pattern=r"^[a-z_/-]{1,32}$", description="Defect type.")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     feather: float = Field(3.0, ge=0, le=64)
     intensity: float = Field(1.0, ge=0, le=4)
-    trigger_id: Optional[int] = Field(None, ge=0)
+    trigger_id: int | None = Field(None, ge=0)
 
 
-Handler = Callable[[Any], Optional[dict[str, Any]]]
+Handler = Callable[[Any], dict[str, Any] | None]
 
 
 @dataclass
@@ -144,7 +145,7 @@ class CommandDispatcher:
         with self._lock:
             self.counters[key] += 1
 
-    def handle(self, topic: str, payload: bytes) -> Optional[dict[str, Any]]:
+    def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """Process one message; returns the reply body sent (None when ignored or suppressed)."""
         prefix = f"{self.root}/cmd/"
         if not topic.startswith(prefix) or "/" in topic[len(prefix):]:
@@ -154,12 +155,12 @@ class CommandDispatcher:
             return None
         try:
             return self._handle(name, payload)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence of the network thread
+        except Exception as exc:  # the last line of defence of the network thread
             log.exception("command %s: unexpected failure", name)
             self._count("errors")
             return self._reply(name, None, "error", f"internal error: {type(exc).__name__}")
 
-    def _handle(self, name: str, payload: bytes) -> Optional[dict[str, Any]]:
+    def _handle(self, name: str, payload: bytes) -> dict[str, Any] | None:
         if not self.bucket.take():
             self._count("rate_limited")
             if not self._limited_reply.take():
@@ -192,15 +193,15 @@ class CommandDispatcher:
                                f"invalid {name} command: {_problems(exc)}")
         try:
             result = spec.handler(command)
-        except Exception as exc:  # noqa: BLE001 - a failing command is answered, never fatal
+        except Exception as exc:  # a failing command is answered, never fatal
             self._count("errors")
             log.warning("command %s (request %s) failed: %s", name, command.request_id, exc)
             return self._reply(name, command.request_id, "error", f"{type(exc).__name__}: {exc}")
         self._count("accepted")
         return self._reply(name, command.request_id, "ok", None, result or {})
 
-    def _reply(self, name: str, request_id: Optional[str], status: Literal["ok", "rejected", "rate_limited", "error"],
-               reason: Optional[str], result: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def _reply(self, name: str, request_id: str | None, status: Literal["ok", "rejected", "rate_limited", "error"],
+               reason: str | None, result: dict[str, Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"command": name[:64], "request_id": request_id, "status": status, "time": round(time.time(), 3)}
         if reason is not None:
             body["reason"] = reason
@@ -210,7 +211,7 @@ class CommandDispatcher:
             log.info("command %s rejected (%s): %s", name[:64], status, reason)
         try:
             self.publish(f"{self.root}/cmd/{name[:64]}/result", json.dumps(body, default=str).encode())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("could not publish the reply to command %s: %s", name[:64], exc)
         return body
 
@@ -239,8 +240,8 @@ class CommandListener:
     ``mqtt`` section); reconnects by itself (paho's loop with back-off).
     """
 
-    def __init__(self, cfg: Any, dispatcher: CommandDispatcher, client_id: str, host: Optional[str] = None,
-                 port: Optional[int] = None):
+    def __init__(self, cfg: Any, dispatcher: CommandDispatcher, client_id: str, host: str | None = None,
+                 port: int | None = None):
         import paho.mqtt.client as mqtt
 
         from edge.mqtt.auth import apply_auth
@@ -249,7 +250,7 @@ class CommandListener:
         self.host = host or cfg.host
         self.port = int(port or cfg.port)
         self.connected = threading.Event()
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
         self.client.max_queued_messages_set(100)
@@ -262,7 +263,7 @@ class CommandListener:
         self.client.on_subscribe = lambda *a: self.connected.set()  # after SUBACK: no command is missed
         self.client.on_message = lambda c, u, msg: dispatcher.handle(msg.topic, bytes(msg.payload))
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.last_error = f"broker refused the command connection: {reason_code}"
             log.warning("MQTT %s:%s refused the command listener: %s", self.host, self.port, reason_code)
@@ -273,7 +274,7 @@ class CommandListener:
         client = self.client
         return None if client is None else client.publish(topic, payload, qos=1, retain=False)
 
-    def start(self) -> "CommandListener":
+    def start(self) -> CommandListener:
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         return self

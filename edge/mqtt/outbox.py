@@ -22,9 +22,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Optional, Union
 
 from edge.config.mqtt import OutboxLimitsConfig
 from edge.errors import IadError
@@ -49,8 +49,8 @@ class OutboxRow:
 class Outbox:
     """A capped queue of (topic, payload) rows on disk, safe to use from several threads."""
 
-    def __init__(self, path: Union[str, Path], durable_power_loss: bool = False,
-                 limits: Optional[OutboxLimitsConfig] = None):
+    def __init__(self, path: str | Path, durable_power_loss: bool = False,
+                 limits: OutboxLimitsConfig | None = None):
         self.path = Path(path)
         self.limits = limits or OutboxLimitsConfig()
         self.newest_first = self.limits.drain == "newest_first"

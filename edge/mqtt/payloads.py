@@ -7,10 +7,9 @@ Decisions stay small (one PLC string or a flat JSON object); everything bulky
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
-from edge.types import Decision
-from edge.types import Frame, InspectionResult
+from edge.types import Decision, Frame, InspectionResult
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -41,13 +40,13 @@ def decision_payload(decision: Decision, fmt: str = "json") -> bytes:
 def result_body(
     frame: Frame,
     decision: Decision,
-    result: Optional[InspectionResult],
+    result: InspectionResult | None,
     session: str,
     line: str,
     station: str,
     recipe_sha256: str,
-    engine_sha256: Optional[str],
-    archive_entry: Optional[str] = None,
+    engine_sha256: str | None,
+    archive_entry: str | None = None,
 ) -> dict[str, Any]:
     """The full ``result`` JSON for one trigger (also the archive's result.json)."""
     image = frame.image

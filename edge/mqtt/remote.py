@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from edge.errors import IadError
 
@@ -39,10 +39,10 @@ def read_status(host: str, port: int, topic: str, timeout_s: float = 5.0) -> dic
     done = threading.Event()
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
 
-    def on_connect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
+    def on_connect(c, userdata, flags, reason_code, properties):
         c.subscribe(topic, qos=1)
 
-    def on_message(c, userdata, msg):  # noqa: ANN001
+    def on_message(c, userdata, msg):
         got["payload"] = bytes(msg.payload)
         done.set()
 
@@ -68,7 +68,7 @@ def read_status(host: str, port: int, topic: str, timeout_s: float = 5.0) -> dic
     return status
 
 
-def applied_recipe(status: dict[str, Any]) -> tuple[Optional[str], Optional[dict]]:
+def applied_recipe(status: dict[str, Any]) -> tuple[str | None, dict | None]:
     """(sha256, effective values) of the recipe a status says is applied; either may be None."""
     extras = status.get("extras") if isinstance(status.get("extras"), dict) else {}
     applied = status.get("recipe_applied") or extras.get("recipe_applied")

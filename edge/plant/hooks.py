@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class PlantHooks:
             self.metrics.close()
 
 
-def attach_plant(lane: Any, recipe: Any, mqtt_host: Optional[str] = None, mqtt_port: Optional[int] = None) -> PlantHooks:
+def attach_plant(lane: Any, recipe: Any, mqtt_host: str | None = None, mqtt_port: int | None = None) -> PlantHooks:
     """Start what the recipe's ``sparkplug:`` and ``metrics:`` sections ask for and register it on ``lane``.
 
     ``mqtt_host``/``mqtt_port`` (the `run --mqtt-host/--mqtt-port` overrides) apply to Sparkplug

@@ -21,7 +21,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
@@ -56,13 +57,13 @@ def reason_class(reason: str) -> str:
 class AssistantStatusFeed:
     """Keeps the assistant process's latest retained status (``<root>/status/assistant``) from MQTT."""
 
-    def __init__(self, recipe: Any, host: Optional[str] = None, port: Optional[int] = None):
+    def __init__(self, recipe: Any, host: str | None = None, port: int | None = None):
         import paho.mqtt.client as mqtt
 
         from edge.mqtt.auth import apply_auth
 
         self.topic = f"{recipe.topic_root}/status/assistant"
-        self.latest: Optional[dict[str, Any]] = None
+        self.latest: dict[str, Any] | None = None
         self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"iad-metrics-{recipe.line}-{recipe.station}", protocol=mqtt.MQTTv5)
         apply_auth(self._client, recipe.mqtt)
@@ -88,7 +89,7 @@ class AssistantStatusFeed:
 class _LaneCollector(Collector):
     """Figures read from the lane (and its parts) when Prometheus scrapes."""
 
-    def __init__(self, owner: "StationMetrics"):
+    def __init__(self, owner: StationMetrics):
         self.owner = owner
 
     def collect(self) -> Iterator[Any]:
@@ -187,7 +188,7 @@ class _LaneCollector(Collector):
 class StationMetrics:
     """The registry, the per-decision observer and the HTTP endpoint of one station."""
 
-    def __init__(self, lane: Any, sparkplug: Any = None, assistant_feed: Optional[AssistantStatusFeed] = None):
+    def __init__(self, lane: Any, sparkplug: Any = None, assistant_feed: AssistantStatusFeed | None = None):
         self.lane = lane
         self.sparkplug = sparkplug
         self.assistant_feed = assistant_feed
@@ -206,8 +207,8 @@ class StationMetrics:
             self.fail_safe.labels(label)
         self.registry.register(_LaneCollector(self))
         self.server: Any = None
-        self._thread: Optional[threading.Thread] = None
-        self.port: Optional[int] = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
 
     def observe(self, frame: Any, result: Any, decision: Any) -> None:
         """Lane observer (post thread)."""

@@ -31,9 +31,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pysparkplug as spb
@@ -128,9 +129,9 @@ class SparkplugNode:
         self,
         recipe: Any,
         counters: Callable[[], dict[str, int]] = dict,
-        hashes: Callable[[], tuple[Optional[str], Optional[str]]] = lambda: (None, None),
-        host: Optional[str] = None,
-        port: Optional[int] = None,
+        hashes: Callable[[], tuple[str | None, str | None]] = lambda: (None, None),
+        host: str | None = None,
+        port: int | None = None,
     ):
         cfg = recipe.sparkplug
         self.cfg = cfg
@@ -142,16 +143,16 @@ class SparkplugNode:
         self.hashes = hashes
         self.client_id = f"iad-spb-{self.topics.group_id}-{self.topics.edge_node_id}"
         self.bdseq_store = BdSeq(cfg.bdseq_file)
-        self.bd_seq: Optional[int] = None  # bdSeq of the current connection
+        self.bd_seq: int | None = None  # bdSeq of the current connection
         self.births = 0
         self.published = 0
         self.skipped = 0  # DDATA not sent because the queue was full
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
 
         self._seq = 0
         self._lock = threading.Lock()  # seq + publishing order (worker and paho's thread for rebirth)
-        self._queue: "queue.Queue[Optional[Any]]" = queue.Queue(maxsize=cfg.queue_size)
-        self._client: Optional[mqtt.Client] = None
+        self._queue: queue.Queue[Any | None] = queue.Queue(maxsize=cfg.queue_size)
+        self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._link_down = threading.Event()
         self._stop = threading.Event()
@@ -163,7 +164,7 @@ class SparkplugNode:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def start(self) -> "SparkplugNode":
+    def start(self) -> SparkplugNode:
         self._supervisor.start()
         self._worker.start()
         return self
@@ -284,7 +285,7 @@ class SparkplugNode:
                 return
             try:
                 self._ddata(decision)
-            except Exception:  # noqa: BLE001 - SCADA reporting must never take anything down
+            except Exception:  # SCADA reporting must never take anything down
                 log.exception("Sparkplug DDATA failed")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: Any) -> None:
@@ -292,7 +293,7 @@ class SparkplugNode:
             return
         try:
             cmd = spb.NCmd.decode(msg.payload)
-        except Exception as exc:  # noqa: BLE001 - garbage on NCMD is ignored, not fatal
+        except Exception as exc:  # garbage on NCMD is ignored, not fatal
             log.warning("Sparkplug: undecodable NCMD ignored: %s", exc)
             return
         if any(m.name == REBIRTH and m.value is True for m in cmd.metrics):
@@ -305,7 +306,7 @@ class SparkplugNode:
         client.will_set(self.topics.node("NDEATH"), self._ndeath(bd_seq), qos=1, retain=False)
         apply_auth(client, self.mqtt_cfg)
 
-        def on_connect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
+        def on_connect(c, userdata, flags, reason_code, properties):
             if reason_code.is_failure:
                 self.last_error = f"broker refused the Sparkplug connection: {reason_code}"
                 return
@@ -314,7 +315,7 @@ class SparkplugNode:
             self._connected.set()
             log.info("Sparkplug: edge node %s/%s online (bdSeq %d)", self.topics.group_id, self.topics.edge_node_id, bd_seq)
 
-        def on_disconnect(c, userdata, flags, reason_code, properties):  # noqa: ANN001
+        def on_disconnect(c, userdata, flags, reason_code, properties):
             self._connected.clear()
             self._link_down.set()
 

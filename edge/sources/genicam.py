@@ -35,7 +35,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def apply_settings(node_map: Any, settings: list[Any]) -> list[dict[str, Any]]:
         what = f"camera setting {name} = {value!r}"
         try:
             node = node_map.get_node(name)
-        except Exception:  # noqa: BLE001 - GenApi raises LogicalErrorException for unknown nodes
+        except Exception:  # GenApi raises LogicalErrorException for unknown nodes
             close = difflib.get_close_matches(name, _node_names(node_map), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise GenicamSettingError(f"{what}: the camera has no node {name!r}{hint}") from None
@@ -97,7 +98,7 @@ def apply_settings(node_map: Any, settings: list[Any]) -> list[dict[str, Any]]:
             raise GenicamSettingError(f"{what}: node {name} is {_ACCESS.get(mode, mode)}, it cannot be written")
         try:
             node.value = _coerce(kind, value)
-        except Exception as exc:  # noqa: BLE001 - GenApi OutOfRange/InvalidArgument/Access exceptions
+        except Exception as exc:  # GenApi OutOfRange/InvalidArgument/Access exceptions
             allowed = ""
             if kind == "IEnumeration" and hasattr(node, "symbolics"):
                 allowed = f" (allowed: {', '.join(node.symbolics)})"
@@ -165,7 +166,7 @@ def open_camera(cfg: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
     query = _device_query(cfg)
     try:
         acquirer = harvester.create(query)
-    except Exception as exc:  # noqa: BLE001 - harvesters raises ValueError/IndexError/GenTL errors
+    except Exception as exc:  # harvesters raises ValueError/IndexError/GenTL errors
         names = ", ".join(f"#{i} serial {getattr(d, 'serial_number', '?')} ({getattr(d, 'id_', '?')})" for i, d in enumerate(devices))
         harvester.reset()
         raise CameraError(f"no camera matches {query!r} on {producer} ({_clean(exc)}); cameras found: {names}") from None
@@ -181,7 +182,7 @@ def open_camera(cfg: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
 class _Acquirer(threading.Thread):
     """Owns one opened camera; pushes frames (or error frames) into ``out`` until abandoned."""
 
-    def __init__(self, cfg: Any, out: "queue.Queue[Any]", stats: dict[str, Any], opened: Optional[tuple] = None):
+    def __init__(self, cfg: Any, out: queue.Queue[Any], stats: dict[str, Any], opened: tuple | None = None):
         super().__init__(name="genicam-acquirer", daemon=True)
         self.cfg = cfg
         self.out = out
@@ -189,8 +190,8 @@ class _Acquirer(threading.Thread):
         self.opened = opened
         self.abandoned = threading.Event()
         self.heartbeat = time.monotonic()
-        self.failure: Optional[str] = None
-        self.last_frame_id: Optional[int] = None
+        self.failure: str | None = None
+        self.last_frame_id: int | None = None
         self.acquirer: Any = None  # the open harvesters ImageAcquirer (diagnostics, tests)
 
     def _emit(self, item: Any) -> bool:
@@ -216,7 +217,7 @@ class _Acquirer(threading.Thread):
                 for frame in frames:
                     if not self._emit(frame):
                         return
-        except Exception as exc:  # noqa: BLE001 - any failure means: reopen the camera
+        except Exception as exc:  # any failure means: reopen the camera
             self.failure = f"{type(exc).__name__}: {_clean(exc)}"
         finally:
             # Also after being abandoned: when a hung call finally returns, release the device
@@ -225,7 +226,7 @@ class _Acquirer(threading.Thread):
                            lambda: harvester and harvester.reset()):
                 try:
                     action()
-                except Exception:  # noqa: BLE001 - the device may already be gone
+                except Exception:  # the device may already be gone
                     pass
             self.heartbeat = time.monotonic()
 
@@ -289,7 +290,7 @@ class GenicamSource:
         self.cfg = cfg
         self.stats: dict[str, Any] = {"frames": 0, "timeouts": 0, "incomplete_buffers": 0, "lost_frames": 0,
                                       "reconnects": 0, "last_error": None, "applied_settings": []}
-        self._queue: "queue.Queue[Frame]" = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=8)
         self._closed = threading.Event()
         opened = open_camera(cfg)
         self.stats["applied_settings"] = opened[2]
@@ -313,7 +314,7 @@ class GenicamSource:
                 return
             try:
                 opened = open_camera(self.cfg)
-            except Exception as exc:  # noqa: BLE001 - keep trying: the camera may come back
+            except Exception as exc:  # keep trying: the camera may come back
                 self.stats["last_error"] = f"reconnect failed: {exc}"
                 attempt += 1
                 continue

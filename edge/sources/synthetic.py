@@ -8,7 +8,7 @@ tests, the synthetic evaluation dataset and threshold calibration.
 from __future__ import annotations
 
 import time
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -30,7 +30,7 @@ class SyntheticPartRenderer:
         seed: int = 0,
         defect_rate: float = 0.3,
         defect_types: Sequence[str] = DEFECT_TYPES,
-        texture_seed: Optional[int] = None,
+        texture_seed: int | None = None,
     ):
         unknown = set(defect_types) - set(DEFECT_TYPES)
         if unknown:
@@ -118,11 +118,11 @@ class SyntheticPartRenderer:
         img[m] = value + 0.02 * rng.standard_normal(int(m.sum())).astype(np.float32)
         return m
 
-    def render(self, index: int, defect: Optional[str] = "auto") -> Frame:
+    def render(self, index: int, defect: str | None = "auto") -> Frame:
         """Frame ``index``; ``defect``: 'auto' (by defect_rate), None (good), or a defect type."""
         rng = np.random.default_rng([self.seed, index])
         img, plate = self._good(rng)
-        kind: Optional[str] = None
+        kind: str | None = None
         if defect == "auto":
             if rng.random() < self.defect_rate and self.defect_types:
                 kind = self.defect_types[int(rng.integers(len(self.defect_types)))]

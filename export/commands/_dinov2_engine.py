@@ -10,8 +10,9 @@ valid ``expert.onnx`` and writes nothing of its own.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_arguments(parser)
 
 
-def after_export(args: argparse.Namespace, out_dir: Path, manifest: dict[str, Any], say: Callable[[str], None]) -> Optional[dict[str, Any]]:
+def after_export(args: argparse.Namespace, out_dir: Path, manifest: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any] | None:
     if not getattr(args, "engine", False):
         return None
     from export.dinov2 import MODEL_NAME

@@ -34,7 +34,7 @@ def extensions() -> list[ModuleType]:
     return [importlib.import_module(f"export.commands.{name}") for name in names]
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "dinov2",
         help="Export the DINOv2 region expert to ONNX (parity-checked, with manifest.json).",

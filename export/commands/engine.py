@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from export.tensorrt import add_engine_arguments
 
     parser = subparsers.add_parser(

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "quantize",
         help="INT8 (static, calibrated) or FP16 copy of an exported expert, fidelity measured vs FP32.",
@@ -48,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from edge.expert.manifest import load_manifest
     from export.errors import ExportError
     from export.quantize import (
-        calibration_set, convert_fp16, images_from_folder, images_from_recipe, quantize_int8, synthetic_images,
+        calibration_set,
+        convert_fp16,
+        images_from_folder,
+        images_from_recipe,
+        quantize_int8,
+        synthetic_images,
     )
 
     def say(message: str) -> None:

@@ -38,7 +38,7 @@ import threading
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +62,8 @@ class World:
     # GPU tests: a real CudaMemory (edge.expert.cuda_memory) whose device pointers the fake engine
     # reads and writes, so the backend's buffer handling runs on real CUDA with only TensorRT faked.
     real_cuda: Any = None
-    builders: list["Builder"] = field(default_factory=list)
-    contexts: list["ExecutionContext"] = field(default_factory=list)
+    builders: list[Builder] = field(default_factory=list)
+    contexts: list[ExecutionContext] = field(default_factory=list)
     memory: dict[int, bytearray] = field(default_factory=dict)
     freed: list[int] = field(default_factory=list)
     allocations: list[int] = field(default_factory=list)  # sizes in order of mem_alloc calls
@@ -77,13 +77,13 @@ class World:
     _next_ptr: int = 0x10000
 
     # per-thread current CUDA context ---------------------------------------------------------
-    def context_stack(self) -> list["Context"]:
+    def context_stack(self) -> list[Context]:
         stack = getattr(self._threads, "stack", None)
         if stack is None:
             stack = self._threads.stack = []
         return stack
 
-    def current_context(self) -> Optional["Context"]:
+    def current_context(self) -> Context | None:
         stack = self.context_stack()
         return stack[-1] if stack else None
 
@@ -131,11 +131,11 @@ class World:
 
     # what tests look at ----------------------------------------------------------------------
     @property
-    def builder(self) -> "Builder":
+    def builder(self) -> Builder:
         return self.builders[-1]
 
     @property
-    def context(self) -> "ExecutionContext":
+    def context(self) -> ExecutionContext:
         return self.contexts[-1]
 
 
@@ -214,7 +214,7 @@ class Layer:
         self.name = name
         self.type = layer_type
         self._outputs = outputs
-        self._precision: Optional[DataType] = None
+        self._precision: DataType | None = None
         self.output_types: dict[int, DataType] = {}
 
     @property
@@ -225,7 +225,7 @@ class Layer:
         return self._outputs[index]
 
     @property
-    def precision(self) -> Optional[DataType]:
+    def precision(self) -> DataType | None:
         return self._precision
 
     @precision.setter
@@ -246,7 +246,7 @@ class Network:
     def __init__(self, flags: int) -> None:
         self.flags = flags
         self.layers: list[Layer] = []
-        self.onnx_path: Optional[str] = None
+        self.onnx_path: str | None = None
         self.onnx_bytes: bytes = b""
         self.grid: int = 0
 
@@ -276,7 +276,7 @@ class OnnxParser:
         try:
             model = onnx.load(path)
             inferred = onnx.shape_inference.infer_shapes(model)
-        except Exception as exc:  # noqa: BLE001 - a parser reports, it does not raise
+        except Exception as exc:  # a parser reports, it does not raise
             self._errors.append(f"fake parser: cannot read {path}: {exc}")
             return False
         types_by_name = {vi.name: vi.type.tensor_type.elem_type for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
@@ -299,7 +299,7 @@ class OptimizationProfile:
     def __init__(self) -> None:
         self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
 
-    def set_shape(self, name: str, min: tuple[int, ...], opt: tuple[int, ...], max: tuple[int, ...]) -> None:  # noqa: A002
+    def set_shape(self, name: str, min: tuple[int, ...], opt: tuple[int, ...], max: tuple[int, ...]) -> None:
         self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
 
 
@@ -317,7 +317,7 @@ class BuilderConfig:
         self.memory_pools: dict[Any, int] = {}
         self.profiles: list[OptimizationProfile] = []
         self.timing_cache_inputs: list[bytes] = []
-        self._cache: Optional[TimingCache] = None
+        self._cache: TimingCache | None = None
 
     def set_flag(self, flag: Any) -> None:
         self.flags.add(flag)
@@ -369,7 +369,7 @@ class Builder:
     def create_optimization_profile(self) -> OptimizationProfile:
         return OptimizationProfile()
 
-    def build_serialized_network(self, network: Network, config: BuilderConfig) -> Optional[bytes]:
+    def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes | None:
         monitor = getattr(config, "progress_monitor", None)
         if monitor is not None:  # the phases TensorRT reports, nested like the real ones
             monitor.phase_start("Building engine", None, 2)
@@ -417,7 +417,7 @@ class Engine:
         g = self.header["grid"]
         return {"tiles": (-1, r, r, 3), "bank": (-1, d), "distances": (-1, g, g), "features": (-1, g, g, d)}[name]
 
-    def create_execution_context(self) -> "ExecutionContext":
+    def create_execution_context(self) -> ExecutionContext:
         context = ExecutionContext(self)
         _WORLD.contexts.append(context)
         return context
@@ -468,7 +468,7 @@ class Runtime:
     def __init__(self, logger: Logger) -> None:
         self.logger = logger
 
-    def deserialize_cuda_engine(self, data: bytes) -> Optional[Engine]:
+    def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
         data = bytes(data)
         if not data.startswith(PLAN_MAGIC):
             return None
@@ -479,7 +479,7 @@ class Runtime:
             if header["version"] != _WORLD.version:
                 return None  # real TensorRT refuses plans of another version
             return Engine(header, data[start + size :])
-        except Exception:  # noqa: BLE001 - TensorRT returns None on a bad plan
+        except Exception:  # TensorRT returns None on a bad plan
             return None
 
 
@@ -532,7 +532,7 @@ class Device:
     def name(self) -> str:
         return _WORLD.device_name
 
-    def retain_primary_context(self) -> "Context":
+    def retain_primary_context(self) -> Context:
         if _WORLD._primary is None:
             _WORLD._primary = Context(self)
         return _WORLD._primary
@@ -556,7 +556,7 @@ class Context:
         stack.pop()
 
     @staticmethod
-    def get_current() -> Optional["Context"]:
+    def get_current() -> Context | None:
         return _WORLD.current_context()
 
     @staticmethod
@@ -604,7 +604,7 @@ def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream) -> None:
 class _AutoPrimaryCtx(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """``import pycuda.autoprimaryctx`` runs code, as in pycuda: the primary context becomes current on the importing thread only."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "pycuda.autoprimaryctx":
             return None
         return importlib.machinery.ModuleSpec(fullname, self)

@@ -16,13 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 class Appliance:
     """One ``iad-edge run`` process (start, SIGKILL, SIGTERM, wait), output kept in ``folder``."""
 
-    def __init__(self, recipe: Path, broker: Any, folder: Path, *args: str, env: Optional[dict[str, str]] = None,
+    def __init__(self, recipe: Path, broker: Any, folder: Path, *args: str, env: dict[str, str] | None = None,
                  name: str = "appliance"):
         self.recipe = recipe
         self.folder = folder
@@ -32,9 +32,9 @@ class Appliance:
         if broker is not None:
             self.cmd += ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port)]
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Appliance":
+    def start(self) -> Appliance:
         self._out = open(self.stdout_path, "ab")
         self._err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
@@ -100,8 +100,8 @@ def statuses(rec: Any) -> list[dict[str, Any]]:
     return [m.json for m in rec.on("/status") if isinstance(m.json, dict)]
 
 
-def observe(rec: Any, fault: str, expected_triggers: Optional[int] = None, note: str = "",
-            status: Optional[dict[str, Any]] = None, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def observe(rec: Any, fault: str, expected_triggers: int | None = None, note: str = "",
+            status: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One row of the fault table from what the PLC subscriber received."""
     decs = decisions(rec)
     late = [d for d in decs if d["_received"] > d["deadline"]]
@@ -138,7 +138,7 @@ def observe(rec: Any, fault: str, expected_triggers: Optional[int] = None, note:
     return row
 
 
-def _status_summary(status: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def _status_summary(status: dict[str, Any] | None) -> dict[str, Any] | None:
     if not status:
         return None
     out = {"state": status.get("state")}

@@ -10,7 +10,6 @@ only needs a registered, freezable process; no GGUF model is involved).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal

@@ -14,10 +14,11 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,7 +52,7 @@ class ConsoleContext:
     recipe_path: Path
     feed: StationFeed
     editor: RecipeEditor
-    password_hash: Optional[str]
+    password_hash: str | None
     secure_cookie: bool
     sessions: Sessions
 
@@ -80,7 +81,7 @@ def create_app(ctx: ConsoleContext) -> Starlette:
     def logged_in(request: Request) -> bool:
         return ctx.password_hash is not None and ctx.sessions.valid(request.cookies.get(COOKIE))
 
-    def running_values() -> Optional[dict]:
+    def running_values() -> dict | None:
         status = ctx.feed.status
         return applied_recipe(status)[1] if status else None
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 ENTRY_FILES = ("overlay.png", "frame.png", "map.png")
 REPORT_NAME = "calibration_report.md"
 
 
-def inside(root: Path, *parts: str) -> Optional[Path]:
+def inside(root: Path, *parts: str) -> Path | None:
     """``root/parts...`` when it resolves inside ``root`` (symlinks too), else None."""
     if any(not p or p in (".", "..") or "/" in p or "\\" in p or "\0" in p for p in parts):
         return None
@@ -26,7 +26,7 @@ def inside(root: Path, *parts: str) -> Optional[Path]:
     return path if real_root in path.parents else None
 
 
-def _read_json(path: Path) -> Optional[dict[str, Any]]:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -75,7 +75,7 @@ def report_folder(recipe_path: Path) -> Path:
     return recipe_path.with_name(f"{recipe_path.stem}.calibration")
 
 
-def calibration_report(recipe_path: Path) -> Optional[dict[str, Any]]:
+def calibration_report(recipe_path: Path) -> dict[str, Any] | None:
     """The latest calibration report (markdown text, its plots, time), or None when there is none."""
     folder = report_folder(recipe_path)
     report = folder / REPORT_NAME

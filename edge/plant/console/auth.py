@@ -14,7 +14,6 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from edge.errors import IadError
 
@@ -27,7 +26,7 @@ class ConsoleAuthError(IadError):
     """A password file that cannot be used."""
 
 
-def hash_password(password: str, iterations: int = ITERATIONS, salt: Optional[bytes] = None) -> str:
+def hash_password(password: str, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
     """The line to put in ``console.password_file``."""
     if not password:
         raise ConsoleAuthError("an empty password cannot protect editing: choose one")
@@ -69,7 +68,7 @@ class Sessions:
             self._tokens[token] = time.monotonic() + self.lifetime_s
         return token
 
-    def valid(self, token: Optional[str]) -> bool:
+    def valid(self, token: str | None) -> bool:
         if not token:
             return False
         with self._lock:
@@ -81,6 +80,6 @@ class Sessions:
                 return False
             return True
 
-    def drop(self, token: Optional[str]) -> None:
+    def drop(self, token: str | None) -> None:
         with self._lock:
             self._tokens.pop(token or "", None)

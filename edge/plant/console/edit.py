@@ -15,7 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from edge.atomic import write_text_atomic
 from edge.config import RecipeError, load_recipe
@@ -33,9 +33,9 @@ class Problem:
     """One problem, at its line when it has one (``line`` None: about the whole recipe)."""
 
     message: str
-    line: Optional[int] = None
-    column: Optional[int] = None
-    file: Optional[str] = None
+    line: int | None = None
+    column: int | None = None
+    file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"message": self.message, "line": self.line, "column": self.column, "file": self.file}
@@ -45,7 +45,7 @@ class Problem:
 class CheckResult:
     ok: bool
     problems: list[Problem] = field(default_factory=list)
-    sha256: Optional[str] = None
+    sha256: str | None = None
     changes: list[str] = field(default_factory=list)  # effective values that would change vs the running recipe
     text_diff: str = ""
 
@@ -57,14 +57,14 @@ class CheckResult:
 class EditRejected(Exception):
     """An apply that changed nothing, with the HTTP status and the message for the technician."""
 
-    def __init__(self, status: int, message: str, result: Optional[CheckResult] = None):
+    def __init__(self, status: int, message: str, result: CheckResult | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.result = result
 
 
-def file_sha256(path: Path) -> Optional[str]:
+def file_sha256(path: Path) -> str | None:
     """sha256 of the recipe file's text as the station reads it (None when unreadable)."""
     try:
         return hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()
@@ -82,7 +82,7 @@ class RecipeEditor:
     def current_text(self) -> str:
         return self.recipe_path.read_text(encoding="utf-8")
 
-    def check(self, text: str, running_values: Optional[dict] = None) -> CheckResult:
+    def check(self, text: str, running_values: dict | None = None) -> CheckResult:
         """Validate ``text`` as the recipe file (includes and named files too) and diff it against what runs."""
         size = len(text.encode("utf-8"))
         if size > self.max_bytes:
@@ -111,7 +111,7 @@ class RecipeEditor:
                                                  "running", "edited", n=2))
         return CheckResult(True, [], candidate.sha256, changes, text_diff)
 
-    def apply(self, text: str, base_sha256: Optional[str], running_values: Optional[dict] = None) -> CheckResult:
+    def apply(self, text: str, base_sha256: str | None, running_values: dict | None = None) -> CheckResult:
         """Check, then replace the recipe file; raises :class:`EditRejected` (nothing written) otherwise.
 
         ``base_sha256`` is the hash of the text the technician started from: when the file

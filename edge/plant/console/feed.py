@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -29,7 +29,7 @@ CLIENT_QUEUE = 256
 KEEP_DECISIONS = 100
 
 
-def parse_decision(payload: bytes) -> Optional[dict[str, Any]]:
+def parse_decision(payload: bytes) -> dict[str, Any] | None:
     """A decision message in either payload format (JSON object or ``trigger_id;verdict;score;latency_ms``)."""
     try:
         body = json.loads(payload)
@@ -50,18 +50,18 @@ def parse_decision(payload: bytes) -> Optional[dict[str, Any]]:
 class StationFeed:
     """The station's live messages: latest status, recent decisions, explanations; SSE fan-out."""
 
-    def __init__(self, recipe: Any, host: Optional[str] = None, port: Optional[int] = None):
+    def __init__(self, recipe: Any, host: str | None = None, port: int | None = None):
         self.topics = Topics(recipe.topic_root)
         self.host = host or recipe.mqtt.host
         self.port = int(port or recipe.mqtt.port)
-        self.status: Optional[dict[str, Any]] = None
-        self.assistant_status: Optional[dict[str, Any]] = None
-        self.decisions: "collections.deque[dict[str, Any]]" = collections.deque(maxlen=KEEP_DECISIONS)
-        self.explanations: "collections.OrderedDict[str, dict[str, Any]]" = collections.OrderedDict()
+        self.status: dict[str, Any] | None = None
+        self.assistant_status: dict[str, Any] | None = None
+        self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEEP_DECISIONS)
+        self.explanations: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self.connected = threading.Event()
         self.lost_events = 0
         self._clients: set[asyncio.Queue] = set()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"iad-console-{recipe.line}-{recipe.station}", protocol=mqtt.MQTTv5)

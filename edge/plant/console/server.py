@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from edge.errors import IadError
 from edge.plant.console.auth import Sessions, load_password_hash
@@ -48,8 +48,8 @@ def check_exposure(cfg: Any, host: str) -> None:
     )
 
 
-def serve(recipe: Any, recipe_path: Path, host: Optional[str] = None, port: Optional[int] = None,
-          mqtt_host: Optional[str] = None, mqtt_port: Optional[int] = None) -> int:
+def serve(recipe: Any, recipe_path: Path, host: str | None = None, port: int | None = None,
+          mqtt_host: str | None = None, mqtt_port: int | None = None) -> int:
     """Serve the console for ``recipe`` until interrupted; returns the exit status."""
     import uvicorn
 
