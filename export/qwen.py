@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -33,13 +33,16 @@ log = logging.getLogger(__name__)
 
 # Names as llama.cpp spells them; the enum values are read from llama_cpp at run time.
 QUANT_TYPES = {
+    "F32": "LLAMA_FTYPE_ALL_F32",
     "F16": "LLAMA_FTYPE_MOSTLY_F16",
     "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
     "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
     "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
 }
-_SUPPORTED_MODEL_TYPES = ("qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe", "qwen2_moe", "qwen3_vl", "qwen3_5")
-TINY_NAMES = {"qwen2": "tiny-qwen2", "qwen2-vl": "tiny-qwen2-vl"}
+_SUPPORTED_MODEL_TYPES = ("qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe", "qwen2_moe", "qwen3_vl", "qwen3_5", "qwen3_5_text")
+TINY_NAMES = {"qwen2": "tiny-qwen2", "qwen2-vl": "tiny-qwen2-vl", "qwen3.5": "tiny-qwen3.5"}
+# Qwen3.5 checkpoints: the converter asserts on a checkpoint without multi-token-prediction layers unless told.
+_NO_MTP_MODEL_TYPES = ("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text")
 TINY_NAME = TINY_NAMES["qwen2"]
 
 
@@ -51,40 +54,47 @@ def export_qwen(
     out_dir: Path | str,
     hf_dir: Path | str | None = None,
     tiny: bool | str = False,
-    quant: str = "Q4_K_M",
+    quant: str | Sequence[str] = "Q4_K_M",
     converter_dir: Optional[Path] = None,
     pre_tokenizer: Optional[str] = None,
     verify_tokens: int = 4,
     threads: int = 2,
     progress: bool = True,
+    hf_out: Optional[Path] = None,
 ) -> dict[str, Any]:
-    """Export a Qwen checkpoint (or the tiny test model) to a quantized GGUF; return the manifest.
+    """Export a Qwen checkpoint (or the tiny test model) to quantized GGUF file(s); return the manifest.
 
-    ``out_dir`` receives ``<name>-<quant>.gguf`` (+ ``mmproj-<name>-f16.gguf`` for
-    VLMs) and ``manifest.json``. Existing files of the same names are replaced.
+    ``out_dir`` receives ``<name>-<quant>.gguf`` per asked quant (+
+    ``mmproj-<name>-f16.gguf`` for VLMs) and ``manifest.json`` listing them all.
+    Existing files of the same names are replaced. ``quant``: one type or a
+    list (e.g. ``["F32", "F16", "Q8_0"]``: one conversion, several files).
     ``tiny``: True or "qwen2" for the tiny text model, "qwen2-vl" for the tiny
-    vision-language model (text GGUF + mmproj).
+    vision-language model (text GGUF + mmproj), "qwen3.5" for the tiny Qwen3.5
+    (hybrid linear/full attention, interleaved M-RoPE). ``hf_out``: also keep
+    the tiny Hugging Face checkpoint there (the reference for parity tests and
+    the starting point of ``iad-export projector --train-llm``).
     """
     out_dir = Path(out_dir)
-    quant = quant.upper()
-    if quant not in QUANT_TYPES:
-        raise QwenExportError(f"unknown --quant {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
+    quants = [q.upper() for q in ([quant] if isinstance(quant, str) else quant)]
+    bad = [q for q in quants if q not in QUANT_TYPES]
+    if bad or not quants:
+        raise QwenExportError(f"unknown --quant {', '.join(bad) or '(none)'}; choose from {', '.join(QUANT_TYPES)}")
     if bool(tiny) == (hf_dir is not None):
         raise QwenExportError("give exactly one of --hf-dir DIR or --tiny")
     tiny_arch = ("qwen2" if tiny is True else str(tiny)) if tiny else None
     if tiny_arch is not None and tiny_arch not in TINY_NAMES:
         raise QwenExportError(f"unknown tiny architecture {tiny_arch!r}; choose one of {', '.join(TINY_NAMES)}")
     llama_cpp = _import_llama_cpp()
-    ftype = int(getattr(llama_cpp, QUANT_TYPES[quant]))
+    ftypes = {q: int(getattr(llama_cpp, QUANT_TYPES[q])) for q in quants}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-qwen-") as tmp:
         work = Path(tmp)
-        steps = tqdm(total=4, desc="iad-export qwen", unit="step", disable=not progress)
+        steps = tqdm(total=3 + len(quants), desc="iad-export qwen", unit="step", disable=not progress)
         if tiny:
             steps.set_postfix_str("build tiny checkpoint")
             src = work / "hf"
-            (build_tiny_qwen2_vl if tiny_arch == "qwen2-vl" else build_tiny_qwen)(src)
+            TINY_BUILDERS[tiny_arch](src)
             name = TINY_NAMES[tiny_arch]
             pre_tokenizer = pre_tokenizer or "qwen2"  # our own tokenizer uses Qwen2's split regex
         else:
@@ -94,12 +104,14 @@ def export_qwen(
         config = json.loads((src / "config.json").read_text())
         steps.update()
 
-        steps.set_postfix_str("convert to GGUF f16")
+        base = "f32" if "F32" in quants else "f16"
+        steps.set_postfix_str(f"convert to GGUF {base}")
         stage = work / "out"
         stage.mkdir()
+        extra = ["--no-mtp"] if _needs_no_mtp(config) else []
         try:
-            f16 = convert_hf_to_gguf(src, work / f"{name}-f16.gguf", "f16", pre_tokenizer=pre_tokenizer,
-                                     converter_dir=converter_dir)
+            converted = convert_hf_to_gguf(src, work / f"{name}-{base}.gguf", base, pre_tokenizer=pre_tokenizer,
+                                           converter_dir=converter_dir, extra_args=extra)
             mmproj = None
             if _is_vision_language(config):
                 mmproj = convert_hf_to_gguf(src, stage / f"mmproj-{name}-f16.gguf", "f16", mmproj=True,
@@ -108,23 +120,36 @@ def export_qwen(
             raise QwenExportError(str(exc)) from exc
         steps.update()
 
-        steps.set_postfix_str(f"quantize {quant}")
-        model_file = stage / f"{name}-{quant}.gguf"
-        if quant == "F16":
-            shutil.copyfile(f16, model_file)
-        else:
-            quantize_gguf(f16, model_file, ftype, threads=threads)
-        steps.update()
+        model_files: list[tuple[Path, str]] = []
+        for q in quants:
+            steps.set_postfix_str(f"quantize {q}")
+            model_file = stage / f"{name}-{q}.gguf"
+            if q == base.upper():
+                shutil.copyfile(converted, model_file)
+            else:
+                quantize_gguf(converted, model_file, ftypes[q], threads=threads)
+            model_files.append((model_file, q))
+            steps.update()
 
         steps.set_postfix_str("verify with llama.cpp")
-        verify = verify_generation(model_file, n_tokens=verify_tokens, threads=threads)
+        verify = verify_generation(model_files[0][0], n_tokens=verify_tokens, threads=threads)
+        for extra_file, q in model_files[1:]:
+            verify.setdefault("files", {})[extra_file.name] = verify_generation(extra_file, n_tokens=verify_tokens, threads=threads)["ok"]
         if mmproj is not None:
-            verify["image"] = verify_image_chat(model_file, mmproj, threads=threads)
+            verify["image"] = verify_image_chat(model_files[0][0], mmproj, threads=threads)
         steps.update()
         steps.close()
 
-        manifest = _manifest(src if not tiny else None, config, quant, ftype, model_file, mmproj, verify, bool(tiny))
+        manifest = _manifest(src if not tiny else None, config, quants[0], ftypes[quants[0]], model_files, mmproj,
+                             verify, bool(tiny))
+        if tiny:
+            manifest["source"]["arch"] = tiny_arch
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        if hf_out is not None and tiny:
+            hf_out = Path(hf_out)
+            if hf_out.exists():
+                shutil.rmtree(hf_out)
+            shutil.copytree(src, hf_out)
         # Model files first, manifest last: a manifest on disk always vouches for files already in place.
         for item in sorted(stage.iterdir()):
             if item.name != MANIFEST_NAME:
@@ -133,7 +158,7 @@ def export_qwen(
     return manifest
 
 
-def build_tiny_qwen(out_dir: Path, seed: int = 0) -> Path:
+def build_tiny_qwen(out_dir: Path, seed: int = 0, init_std: Optional[float] = None) -> Path:
     """Save a deterministic, randomly initialised tiny Qwen2 causal LM with its tokenizer in ``out_dir``.
 
     Real Qwen2 architecture (GQA, RoPE, RMSNorm, SwiGLU, tied embeddings) at toy
@@ -162,6 +187,8 @@ def build_tiny_qwen(out_dir: Path, seed: int = 0) -> Path:
         pad_token_id=ids["<|endoftext|>"],
         torch_dtype="float32",
     )
+    if init_std is not None:  # wider random weights: logits far from flat, for parity tests that compare tokens
+        config.initializer_range = init_std
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -208,6 +235,49 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def build_tiny_qwen35(out_dir: Path, seed: int = 0, init_std: Optional[float] = None) -> Path:
+    """Save a deterministic random tiny Qwen3.5 causal LM (transformers ``Qwen3_5ForCausalLM``) with its tokenizer.
+
+    The real hybrid architecture at toy size: hidden 64, 4 layers (3 gated
+    delta-net linear-attention layers, then one full-attention layer), head_dim
+    64 with ``partial_rotary_factor`` 0.25 (16 rotary dims) and interleaved
+    M-RoPE. ``mrope_section`` must fit the rotary half-dimension (3+3+2 = 8):
+    Qwen3.5's default [11, 11, 10] makes llama.cpp abort (``sect_dims <= ne0``).
+    """
+    import torch
+    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+
+    from export.tokenizer import build_tiny_tokenizer
+
+    ids = build_tiny_tokenizer(out_dir)
+    config = Qwen3_5TextConfig(
+        vocab_size=ids["n_vocab"], hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=512, rms_norm_eps=1e-6,
+        tie_word_embeddings=True, linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16,
+        linear_num_key_heads=2, linear_num_value_heads=8,
+        layer_types=["linear_attention"] * 3 + ["full_attention"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
+                         "mrope_section": [3, 3, 2], "mrope_interleaved": True},
+        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
+    )
+    if init_std is not None:
+        config.initializer_range = init_std
+    torch.manual_seed(seed)
+    model = Qwen3_5ForCausalLM(config).eval()
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir
+
+
+TINY_BUILDERS = {"qwen2": build_tiny_qwen, "qwen2-vl": build_tiny_qwen2_vl, "qwen3.5": build_tiny_qwen35}
+
+
+def _needs_no_mtp(config: dict) -> bool:
+    """Qwen3.5 goes through the converter with ``--no-mtp``: without multi-token-prediction layers the
+    converter asserts otherwise, and the assistant does not use them (greedy decoding, no speculation)."""
+    types = {str(config.get("model_type", "")), str((config.get("text_config") or {}).get("model_type", ""))}
+    return bool(types & set(_NO_MTP_MODEL_TYPES))  # the assistant never uses MTP layers: always left out
+
+
 def quantize_gguf(src: Path, dst: Path, ftype: int, threads: int = 2) -> None:
     """Quantize ``src`` into ``dst`` with llama.cpp (``llama_model_quantize``)."""
     llama_cpp = _import_llama_cpp()
@@ -225,6 +295,10 @@ def verify_generation(path: Path, n_tokens: int = 4, threads: int = 2, prompt: s
     Random tiny models often predict EOS first; generation therefore ignores it:
     the check is that the file loads and the forward pass runs, not the text.
     """
+    from edge.assistant.region_lm import _HYBRID_ARCHS, gguf_architecture
+
+    if gguf_architecture(path) in _HYBRID_ARCHS:  # llama_cpp.Llama keeps the AMX kernels that crash on these
+        return _verify_generation_lowlevel(path, n_tokens, threads, prompt)
     llama_cpp = _import_llama_cpp()
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=threads, n_batch=32, verbose=False, seed=0)
@@ -249,6 +323,24 @@ def verify_generation(path: Path, n_tokens: int = 4, threads: int = 2, prompt: s
         }
     finally:
         llm.close()
+
+
+def _verify_generation_lowlevel(path: Path, n_tokens: int, threads: int, prompt: str) -> dict[str, Any]:
+    """:func:`verify_generation` through :class:`edge.assistant.region_lm.RegionLM` (the assistant's own path)."""
+    from edge.assistant.region_lm import RegionLM
+
+    try:
+        lm = RegionLM(path, n_ctx=64, threads=threads, verify=False)
+    except Exception as exc:  # noqa: BLE001
+        raise QwenExportError(f"llama.cpp could not load the exported {path.name}: {exc}") from exc
+    try:
+        prompt_tokens = lm.tokenize(prompt, special=False)
+        out = lm.generate([prompt_tokens], max_tokens=n_tokens, stop_at_eog=False)
+        return {"ok": len(out["tokens"]) == n_tokens, "prompt": prompt, "prompt_tokens": prompt_tokens,
+                "generated_tokens": out["tokens"], "generated_text": out["text"], "n_vocab": lm.n_vocab,
+                "chat_template": True}
+    finally:
+        lm.close()
 
 
 def verify_image_chat(model: Path, mmproj: Path, threads: int = 2, size: int = 96) -> dict[str, Any]:
@@ -287,11 +379,11 @@ def verify_image_chat(model: Path, mmproj: Path, threads: int = 2, size: int = 9
         llm.close()
 
 
-def _manifest(src: Optional[Path], config: dict, quant: str, ftype: int, model_file: Path,
+def _manifest(src: Optional[Path], config: dict, quant: str, ftype: int, model_files: list[tuple[Path, str]],
               mmproj: Optional[Path], verify: dict, tiny: bool) -> dict[str, Any]:
     import gguf
 
-    files = {model_file.name: _file_entry(model_file, "model", quant)}
+    files = {f.name: _file_entry(f, "model", q) for f, q in model_files}
     if mmproj is not None:
         files[mmproj.name] = _file_entry(mmproj, "mmproj", "F16")
     return {
