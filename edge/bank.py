@@ -10,7 +10,6 @@ computed per inspected image (edge/foreground.py).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -21,9 +20,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.atomic import atomic_writer
 from edge.bank_fit import build_record
 from edge.errors import BankError
+from edge.files import load_npz, save_npz
 from edge.imageio import to_rgb8
 from edge.tiling import cut_tiles, plan_tiles
 from edge.types import Expert
@@ -46,12 +45,7 @@ class Bank:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename): a crash never leaves half a bank."""
-        path = Path(path)
-        arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32)}
-        meta = dict(self.meta, format=BANK_FORMAT)
-        with atomic_writer(path) as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-        return path
+        return save_npz(path, dict(self.meta, format=BANK_FORMAT), {"features": self.features})
 
     @classmethod
     def load(cls, path: str | Path) -> Bank:
@@ -59,10 +53,8 @@ class Bank:
         if not path.is_file():
             raise BankError(f"{path}: no memory bank here; build it with `iad-edge calibrate RECIPE --good DIR`")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                features = np.ascontiguousarray(data["features"], dtype=np.float32)
-                # banks of earlier versions may hold a global foreground PCA (pca_*): no longer used
+            meta, arrays = load_npz(path, ("features",))
+            features = arrays["features"]
         except (OSError, ValueError, KeyError) as exc:
             raise BankError(f"{path}: not a readable iad-edge bank ({exc}); rebuild it with `iad-edge calibrate`") from None
         if meta.get("format") != BANK_FORMAT or features.ndim != 2 or features.shape[0] == 0:

@@ -95,7 +95,8 @@ def pool_region_feature(mask: np.ndarray, centers: np.ndarray, valid: np.ndarray
         d2 = np.where(valid, d2, np.inf)
         pooled = features[int(np.argmin(d2))]
     norm = float(np.linalg.norm(pooled))
-    return (pooled / norm if norm > 0 else pooled).astype(np.float32)
+    unit: np.ndarray = (pooled / norm if norm > 0 else pooled).astype(np.float32)
+    return unit
 
 
 def with_features(regions: list[Region], roi_map: np.ndarray, pixel_threshold: float, offset: tuple[int, int],

@@ -90,7 +90,9 @@ def stitch_distances(distances: np.ndarray, plan: TilePlan) -> np.ndarray:
     """
     r = plan.resolution
     if plan.mode == "resize":
-        return cv2.resize(distances[0].astype(np.float32), (plan.roi_width, plan.roi_height), interpolation=cv2.INTER_LINEAR)
+        resized: np.ndarray = cv2.resize(distances[0].astype(np.float32), (plan.roi_width, plan.roi_height),
+                                         interpolation=cv2.INTER_LINEAR)
+        return resized
     ph, pw = plan.padded_shape
     acc = np.zeros((ph, pw), dtype=np.float32)
     weight = np.zeros((ph, pw), dtype=np.float32)
@@ -163,7 +165,8 @@ class PatchPositions:
         if values.ndim == 1:
             keep = self.cell >= 0
             sums = np.bincount(self.position_of[keep], weights=values[keep], minlength=self.count)
-            return (sums / self.counts).astype(np.float32)
+            mean: np.ndarray = (sums / self.counts).astype(np.float32)
+            return mean
         out = np.zeros((self.count,) + values.shape[1:], dtype=np.float32)
         for rows, patches in self.slots:
             out[rows] += values[patches]
@@ -172,7 +175,7 @@ class PatchPositions:
 
     def to_patches(self, per_position: np.ndarray) -> np.ndarray:
         """[P] per-position values -> [T*g*g] per-patch values (padding patches get zero / False)."""
-        out = per_position[self.position_of]
+        out: np.ndarray = per_position[self.position_of]
         out[self.cell < 0] = 0
         return out
 

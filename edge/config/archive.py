@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from edge.config.base import RecipePath, StrictModel
@@ -11,7 +13,7 @@ class ArchiveConfig(StrictModel):
     """What the background writer keeps and for how long."""
 
     enabled: bool = Field(True, description="Write NG frames with map, overlay and result JSON.")
-    path: RecipePath = Field("archive", description="Archive folder.")
+    path: RecipePath = Field(Path("archive"), description="Archive folder.")
     ok_sample_rate: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of OK frames archived too.")
     max_total_mb: float = Field(2048, gt=0, description="Oldest entries are deleted beyond this total size.")
     max_age_days: float = Field(30, gt=0, description="Entries older than this are deleted.")

@@ -40,7 +40,7 @@ class Change:
         return f"~ {self.key}: {json.dumps(self.before)} -> {json.dumps(self.after)}"
 
 
-def diff_effective(before: dict, after: dict) -> list[Change]:
+def diff_effective(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
     """Changes from ``before`` to ``after`` (both from ``Recipe.effective()``), sorted by key."""
     old, new = flatten(before), flatten(after)
     changes = []

@@ -32,7 +32,7 @@ class OnnxRuntimeExpertConfig(StrictModel):
     backend: Literal["onnxruntime"] = Field("onnxruntime", description="Selects the ONNX Runtime backend.")
     model: RecipePath = Field(description="Path of expert.onnx written by `iad-export dinov2`; its manifest.json sits beside it.")
     providers: list[Provider] = Field(
-        default_factory=lambda: ["cpu"],
+        default_factory=lambda: list[Provider](["cpu"]),
         description="Execution providers in order of preference; CPU is always appended as the fallback.",
     )
     threads: int = Field(2, ge=1, le=256, description="Intra-op threads of the ONNX Runtime session.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from edge.config.expert import OnnxRuntimeExpertConfig, TensorRTExpertConfig
 from edge.config.recipe import Recipe
 from edge.config.source import FolderSourceConfig, GenicamSourceConfig
 from edge.files import MANIFEST_NAME
@@ -21,9 +22,9 @@ KeyPath = tuple[str, ...]
 def required_files(recipe: Recipe) -> Iterator[tuple[KeyPath, Path, str]]:
     """(key path, path, kind) of every input file or folder the recipe names; kind is 'file' or 'folder'."""
     expert = recipe.expert
-    if getattr(expert, "model", None) is not None:
+    if isinstance(expert, OnnxRuntimeExpertConfig):
         yield ("expert", "model"), expert.model, "file"
-    if getattr(expert, "engine", None) is not None:
+    if isinstance(expert, TensorRTExpertConfig):
         yield ("expert", "engine"), expert.engine, "file"
     source = recipe.source
     if isinstance(source, GenicamSourceConfig):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -69,7 +70,7 @@ def _read_text(path: Path, recipe_path: Path, mark: Mark | None) -> str:
         raise RecipeError(recipe_path, [f"{where}cannot read recipe ({exc.strerror})"]) from None
 
 
-def _parse_mapping(text: str, path: Path, recipe_path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
+def _parse_mapping(text: str, path: Path, recipe_path: Path) -> tuple[dict[str, Any], dict[KeyPath, Mark]]:
     try:
         data, marks = load_with_marks(text, path)
     except YamlProblem as exc:
@@ -81,7 +82,7 @@ def _parse_mapping(text: str, path: Path, recipe_path: Path) -> tuple[dict, dict
     return data, marks
 
 
-def merge_under(base: dict, top: dict) -> dict:
+def merge_under(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     """Deep merge where ``top`` wins: sections merge key by key, everything else is replaced."""
     out = dict(base)
     for key, value in top.items():
@@ -100,7 +101,7 @@ def _mark_for(problem: Problem, marks: dict[KeyPath, Mark]) -> Mark:
     return marks.get(path) or marks[()]
 
 
-def _includes(data: dict, marks: dict[KeyPath, Mark], path: Path) -> list[tuple[Path, Mark]]:
+def _includes(data: dict[str, Any], marks: dict[KeyPath, Mark], path: Path) -> list[tuple[Path, Mark]]:
     raw = data.get("include")
     if raw is None:
         return []
@@ -127,7 +128,7 @@ def parse_recipe(text: str, path: str | Path, *, check_files: bool = False,
     roots = _confinement_roots(path)
     digest = hashlib.sha256(text.encode())
     included: list[Path] = []
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     merged_marks: dict[KeyPath, Mark] = {}
     skip = {Path(p).resolve() for p in being_created}
     for inc_path, mark in _includes(data, marks, path):
@@ -152,7 +153,7 @@ def parse_recipe(text: str, path: str | Path, *, check_files: bool = False,
     try:
         recipe = Recipe.model_validate(data, context={"base_dir": path.parent.resolve()})
     except ValidationError as exc:
-        problems = [problem_from_error(Recipe, err, data) for err in exc.errors()]
+        problems = [problem_from_error(Recipe, dict(err), data) for err in exc.errors()]
         raise RecipeError(path, _format(problems, marks)) from None
 
     if roots is not None:

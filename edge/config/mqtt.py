@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -62,7 +63,7 @@ class MqttConfig(StrictModel):
         "json", description="'plain' publishes decisions as 'trigger_id;verdict;score;latency_ms' for PLCs without a JSON parser."
     )
     outbox: RecipePath = Field(
-        "outbox.sqlite", description="SQLite outbox that keeps full results until the broker acknowledges them."
+        Path("outbox.sqlite"), description="SQLite outbox that keeps full results until the broker acknowledges them."
     )
     outbox_limits: OutboxLimitsConfig = Field(
         default_factory=OutboxLimitsConfig, description="Caps (rows, megabytes, age) and drain order of the outbox."

@@ -6,6 +6,8 @@ docs/console.md); these sections only say whether they run and where.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from edge.config.base import RecipePath, StrictModel, rule_error
@@ -27,7 +29,7 @@ class SparkplugConfig(StrictModel):
     keepalive_s: int = Field(10, ge=1, le=3600, description="Keep-alive; the broker publishes NDEATH after 1.5x this when the node vanishes.")
     queue_size: int = Field(256, ge=1, le=100000, description="Decisions waiting to become DDATA; when full, DDATA is skipped and counted (never the decision).")
     bdseq_file: RecipePath = Field(
-        "sparkplug.bdseq", description="Where the birth/death sequence number survives restarts (SCADA matches NDEATH to NBIRTH by it)."
+        Path("sparkplug.bdseq"), description="Where the birth/death sequence number survives restarts (SCADA matches NDEATH to NBIRTH by it)."
     )
 
 

@@ -146,6 +146,6 @@ class Recipe(StrictModel):
         """Files merged in through `include:` (watched for live reload like the recipe itself)."""
         return self._included
 
-    def effective(self) -> dict:
+    def effective(self) -> dict[str, Any]:
         """The applied values as plain JSON (paths resolved): what `check --against` compares."""
         return self.model_dump(mode="json")

@@ -8,8 +8,13 @@ when it is stale: regenerate with `iad-edge schema --write`).
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from edge.config.messages import _models_in, _tag
 from edge.config.recipe import Recipe
 
 SCHEMA_ID = "https://github.com/iad-edge/iad-edge/calibration/recipe.schema.json"
@@ -22,7 +27,7 @@ REPO_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "calibration" / "recipe
 _POSITIVE_POINT = {"type": "array", "prefixItems": [{"type": "number", "minimum": 0}, {"type": "number", "minimum": 0}],
                    "minItems": 2, "maxItems": 2}
 _TEXT = {"type": "string"}
-_DEF_RULES: dict[str, dict] = {
+_DEF_RULES: dict[str, dict[str, Any]] = {
     "TilingConfig": {"properties": {"resolution": {"multipleOf": 14}}},
     "OnnxRuntimeExpertConfig": {"properties": {"providers": {"minItems": 1}}},
     "ZoneConfig": {"properties": {"polygon": {"minItems": 3, "items": _POSITIVE_POINT}},
@@ -56,7 +61,7 @@ _ROOT_RULES = {"allOf": [
 ]}
 
 
-def _merge(target: dict, extra: dict) -> None:
+def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge(target[key], value)
@@ -64,7 +69,7 @@ def _merge(target: dict, extra: dict) -> None:
             target[key] = value
 
 
-def _require_discriminators(node: object, defs: dict) -> None:
+def _require_discriminators(node: object, defs: dict[str, Any]) -> None:
     """A union section's selector (source.type, expert.backend) is required, as the appliance requires it.
 
     The models give the selector a default (handy in code), which would make it
@@ -85,7 +90,7 @@ def _require_discriminators(node: object, defs: dict) -> None:
             _require_discriminators(value, defs)
 
 
-def recipe_json_schema() -> dict:
+def recipe_json_schema() -> dict[str, Any]:
     """The recipe's JSON Schema (draft 2020-12) as a dict."""
     schema = Recipe.model_json_schema(mode="validation")
     defs = schema.get("$defs", {})
@@ -102,14 +107,10 @@ def recipe_json_schema_text() -> str:
     return json.dumps(recipe_json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-def _default_text(field) -> str:  # pydantic FieldInfo
-    from pathlib import PurePath
-
-    from pydantic import BaseModel
-
+def _default_text(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
-    value = field.default_factory() if field.default_factory is not None else field.default
+    value = field.get_default(call_default_factory=True, validated_data={})
     if isinstance(value, BaseModel):
         return "(section defaults)"
     if value is None:
@@ -129,12 +130,10 @@ def reference_markdown() -> str:
     docs/recipes.md embeds this between markers; a test keeps it current
     (`iad-edge schema --markdown` prints it).
     """
-    from edge.config.messages import _models_in, _tag
-
-    seen: set = set()
+    seen: set[type[BaseModel]] = set()
     out: list[str] = []
 
-    def walk(model, path: str, variant: str = "") -> None:
+    def walk(model: type[BaseModel], path: str, variant: str = "") -> None:
         if model in seen:
             return
         seen.add(model)

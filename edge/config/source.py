@@ -8,6 +8,9 @@ from pydantic import Field
 
 from edge.config.base import RecipePath, StrictModel
 
+DefectKind = Literal["scratch", "spot", "crack", "missing"]
+DEFECT_KINDS: tuple[DefectKind, ...] = ("scratch", "spot", "crack", "missing")
+
 
 class SourceConfigBase(StrictModel):
     """What every source config tells the rest of the appliance (see docs/architecture.md, "a new source")."""
@@ -33,8 +36,8 @@ class SyntheticSourceConfig(SourceConfigBase):
     height: int = Field(448, ge=16, le=16384, description="Frame height in pixels.")
     channels: Literal[1, 3] = Field(3, description="1 for a monochrome camera, 3 for colour (BGR).")
     defect_rate: float = Field(0.3, ge=0.0, le=1.0, description="Fraction of frames that get an injected defect.")
-    defect_types: list[Literal["scratch", "spot", "crack", "missing"]] = Field(
-        default_factory=lambda: ["scratch", "spot", "crack", "missing"],
+    defect_types: list[DefectKind] = Field(
+        default_factory=lambda: list(DEFECT_KINDS),
         description="Defect kinds the renderer may inject.",
     )
     seed: int = Field(0, description="Seed: the same seed renders the same frames and defects.")
