@@ -8,7 +8,6 @@ import json
 import pytest
 
 from edge.cli import main
-from edge.evaluation.operating_point import merge, operating_point
 from tests.fixtures.expert import write_recipe
 
 
@@ -23,6 +22,8 @@ class _Record:
 
 
 def test_operating_point_counts_and_rates():
+    from edge.evaluation.operating_point import merge, operating_point
+
     records = [_Record(0, "good", "OK"), _Record(0, "good", "NG"), _Record(0, "good", "OK"), _Record(0, "good", "OK"),
                _Record(1, "crack", "NG"), _Record(1, "crack", "OK"), _Record(1, "hole", "NG")]
     op = operating_point(records)

@@ -16,7 +16,7 @@ from edge.bank import Bank
 from edge.cli import main
 from edge.config import load_recipe
 from edge.errors import BadFrameError, BankError
-from edge.inspector import FrameTooLargeError, Inspector
+from edge.inspector import Inspector
 from tests.fixtures.expert import synthetic_frames, write_recipe
 
 
@@ -125,6 +125,8 @@ def test_a_frame_far_larger_than_calibrated_is_refused_with_the_limit(tiny_recip
 
 def test_the_lane_fails_safe_on_a_huge_frame_with_the_reason(tiny_recipe_path):
     """In the lane the guard's error is a BadFrameError: fail-safe verdict, the reason names the limit."""
+    from edge.inspector import FrameTooLargeError
+
     recipe = load_recipe(tiny_recipe_path)
     inspector = Inspector.from_recipe(recipe)
     with pytest.raises(FrameTooLargeError) as caught:
