@@ -86,7 +86,7 @@ def export_dinov2(
         raise ExportError(f"--out {out_dir} exists and is not a folder")
 
     started = time.monotonic()
-    say(f"[1/4] loading {'tiny DINOv2 (seed %d)' % seed if tiny else checkpoint}")
+    say(f"[1/4] loading {f'tiny DINOv2 (seed {seed})' if tiny else checkpoint}")
     backbone = load_backbone(checkpoint=checkpoint, tiny=tiny, seed=seed, num_heads=num_heads)
     if resolution % backbone.patch_size:
         raise ExportError(f"--resolution {resolution} is not a multiple of the model's patch size {backbone.patch_size}")

@@ -59,7 +59,7 @@ BACKBONE_SCOPE = "/backbone/"
 EMBEDDINGS_SCOPE = "/backbone/embeddings/"
 # A LayerNorm decomposed into ReduceMean/Sub/Pow/Sqrt/Div (opset < 17) lives under these scopes.
 _NORM_SCOPE = re.compile(r"/(norm\d*|layernorm|layer_norm)(/|$)", re.IGNORECASE)
-# Parity limits of the FP16 engine against the FP32 ONNX graph (issue 3).
+# Parity limits of the FP16 engine against the FP32 ONNX graph.
 FP16_DISTANCE_TOLERANCE = 2e-2
 
 

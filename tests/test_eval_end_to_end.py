@@ -50,7 +50,7 @@ def test_eval_full_report(tiny_recipe_path, eval_dataset_dir, tmp_path, capsys):
         rows = list(csv.reader(fh))
     assert rows[0] == ["category", "path", "label", "score", "verdict"]
     assert len(rows) == 1 + len(CATEGORIES) * EVAL_TEST
-    for category, path, label, score, verdict in rows[1:]:
+    for _category, path, label, score, verdict in rows[1:]:
         assert (eval_dataset_dir / path).is_file()
         assert label == ("0" if "/test/good/" in path else "1")
         assert math.isfinite(float(score))

@@ -39,7 +39,7 @@ def test_age_cap_also_applies_to_a_file_left_by_an_outage(tmp_path, monkeypatch)
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 3 * 3600)  # written three hours ago
     box = Outbox(tmp_path / "o.sqlite", limits=_limits())
-    for i in range(4):
+    for _ in range(4):
         box.put("t", b"old")
     box.close()
     monkeypatch.setattr(time, "time", real)

@@ -74,7 +74,7 @@ def test_start_stop_twice_leaks_no_thread_process_socket_or_file(
         assert station.commands is not None and station.watcher is not None and station.spool is not None
         assert station.wait(60)
         sessions.append(station.session)
-        assert plc.wait_for(lambda m: sum(1 for x in m if x.topic.endswith("/decision")) == 4 * (run + 1), 30)
+        assert plc.wait_for(lambda m, run=run: sum(1 for x in m if x.topic.endswith("/decision")) == 4 * (run + 1), 30)
         station.stop()
         station.stop()  # idempotent
         threads, fds = _settled(baseline_threads, baseline_fds)

@@ -39,7 +39,7 @@ class AssistantConfig(StrictModel):
         None, description="Region projector (projector.json from `iad-export projector`): each region enters the model as "
         "injected embeddings and the model's own claims (model_location, model_defect_type, consistent) join the explanation.")
     spool: RecipePath = Field(Path("assistant-spool"), description="Folder where the lane drops NG jobs when the assistant runs beside it.")
-    # --- added by the assistant lane (issue 7) -----------------------------------------
+    # --- the assistant lane -------------------------------------------------------------
     sched_idle: bool = Field(
         True, description="Run under the SCHED_IDLE policy: the assistant only gets CPU time the real-time lane leaves idle."
     )

@@ -19,8 +19,8 @@ Two ways to get the candidate's verdict, chosen per frame:
   real-time lane is never held up). With the same ONNX model it shares the
   live ONNX Runtime session (one model in memory, its own bank).
 
-Hook it to a lane with ``shadow = attach_shadow(lane, candidate_path)``
-(an observer, called off the hot path) and print ``shadow.summary_lines()`` at exit.
+:class:`edge.station.Station` hooks it to the lane (step ``shadow``: an observer,
+called off the hot path) and keeps ``summary_lines()`` for ``iad-edge run`` to print at exit.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ The line never stops for a recipe edit:
 No extra dependency: polling ``os.stat`` twice a second costs nothing and works
 on every filesystem (inotify misses edits on some network/overlay mounts).
 
-Use with the lane: ``watcher = attach_watcher(lane, recipe_path)`` after
-building the lane, ``watcher.stop()`` at shutdown.
+:class:`edge.station.Station` starts it (step ``watcher``) with the lane's
+``apply_recipe`` and ``set_status_field``, and stops it at shutdown.
 """
 
 from __future__ import annotations

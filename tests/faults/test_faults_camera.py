@@ -62,7 +62,6 @@ def test_camera_raising(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
     station = _station(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera, deploy_notify_socket)
     lane = station.lane
     station.start()
-    watchdog = station.watchdog
     try:
         assert lane.wait(60)
         assert wait_until(lambda: any((s.get("extras") or {}).get("source_error") for s in statuses(plc)), 5)
@@ -89,9 +88,7 @@ def test_camera_hanging(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_bro
     plc = mqtt_recorder(mosquitto_broker, f"{ROOT}/#")
     camera = _Camera(synthetic_frames(5), "hang")
     station = _station(tmp_path, tiny_expert_dir, tiny_bank_path, mosquitto_broker, camera, deploy_notify_socket)
-    lane = station.lane
     station.start()
-    watchdog = station.watchdog
     try:
         assert wait_until(lambda: len(decisions(plc)) == 5, 60)
         before = deploy_notify_socket.messages(0.1).count("WATCHDOG=1")

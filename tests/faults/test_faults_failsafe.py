@@ -66,7 +66,7 @@ def test_lane_sigkilled_while_the_assistant_is_frozen(tmp_path, tiny_expert_dir,
             attempts += 1
             app = Appliance(recipe, mosquitto_broker, tmp_path, name=f"lane{attempts}").start()
             try:
-                assert wait_until(lambda: len(decisions(plc)) >= 3 * attempts, 120), app.stderr()[-2000:]
+                assert wait_until(lambda n=attempts: len(decisions(plc)) >= 3 * n, 120), app.stderr()[-2000:]
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline and process_state(assistant.pid) != "T":
                     time.sleep(0.0005)
