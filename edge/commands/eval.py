@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -12,6 +13,23 @@ log = logging.getLogger(__name__)
 
 def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _aspect_warnings(recipe: object, dataset: object) -> list[str]:
+    """The aspect-ratio warning of `calibrate`/`check`, once per category (from its first training image)."""
+    from edge.aspect import aspect_warning, inspected_size
+    from edge.imageio import read_image
+
+    out = []
+    for category in dataset.categories:  # type: ignore[attr-defined]
+        if not category.train:
+            continue
+        image = read_image(category.train[0])
+        size = inspected_size(recipe, (image.shape[1], image.shape[0]))
+        warning = aspect_warning(size[0], size[1], recipe.tiling, f"{category.name} images")  # type: ignore[attr-defined]
+        if warning:
+            out.append(warning)
+    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     dataset = load_dataset(args.dataset, categories)
+    for line in _aspect_warnings(recipe, dataset):
+        print(f"warning: {line}", file=sys.stderr)
     options = EvalOptions(
         shots=args.shots, seeds=args.seeds, seed=args.seed, worst=args.worst, progress=not args.no_progress
     )
