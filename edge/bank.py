@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from edge.bank_fit import build_record
+from edge.config.recipe import Recipe
 from edge.errors import BankError
 from edge.files import load_npz, save_npz
 from edge.imageio import to_rgb8
@@ -117,7 +118,7 @@ def greedy_coreset(features: np.ndarray, size: int, seed: int = 0, projection_di
 def build_bank(
     expert: Expert,
     images: Iterable[np.ndarray],
-    recipe: Any,
+    recipe: Recipe,
     progress: bool = True,
     total: int | None = None,
 ) -> Bank:

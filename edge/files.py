@@ -17,15 +17,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
 from edge.atomic import atomic_writer
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike[str]
 MANIFEST_NAME = "manifest.json"
-Stamp = Optional[tuple[int, int]]
+Stamp = tuple[int, int] | None
 Stamps = tuple[tuple[str, Stamp], ...]
 _CHUNK = 1 << 20
 
@@ -57,7 +57,8 @@ def save_npz(path: PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]
     """Write ``meta`` (JSON) and float32 ``arrays`` to ``path`` atomically (a crash never leaves half a file)."""
     path = Path(path)
     with atomic_writer(path) as handle:
-        np.savez(handle, meta=np.array(json.dumps(meta)), **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+        named: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+        np.savez(handle, meta=np.array(json.dumps(meta)), **named)
     return path
 
 

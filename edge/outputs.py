@@ -27,14 +27,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from edge.errors import IadError
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike[str]
 
 
 class OutputPathError(IadError):

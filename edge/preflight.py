@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from edge.assistant.gguf_check import load_gguf_manifest, verify_gguf
+from edge.config.recipe import Recipe
 from edge.errors import ModelLoadError
 from edge.expert.manifest import load_manifest
 from edge.security import check_recipe_paths, confinement_enabled
 
 
-def verify_artifacts(recipe: Any, require_gguf_manifest: bool = False) -> dict[str, str]:
+def verify_artifacts(recipe: Recipe, require_gguf_manifest: bool = False) -> dict[str, str]:
     """Check the expert and the assistant's GGUF files against their manifests before loading; returns {field: sha256}.
 
     Reuses the loaders' own checks (one implementation of each): a missing,
@@ -48,7 +48,7 @@ def verify_artifacts(recipe: Any, require_gguf_manifest: bool = False) -> dict[s
     return out
 
 
-def preflight(recipe: Any, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def preflight(recipe: Recipe, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Both checks, as ``iad-edge run`` / ``assistant`` do before loading anything.
 
     With confinement on (production), GGUF files must have a manifest too.

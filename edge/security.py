@@ -107,12 +107,12 @@ def is_within(path: str | Path, roots: Sequence[Path]) -> bool:
     return any(real == root or root in real.parents for root in roots)
 
 
-def outside_roots(recipe: Any, roots: Sequence[Path]) -> list[tuple[str, Path]]:
+def outside_roots(recipe: BaseModel, roots: Sequence[Path]) -> list[tuple[str, Path]]:
     """(field, path) of each recipe path outside ``roots``."""
     return [(field, path) for field, path in recipe_paths(recipe) if not is_within(path, roots)]
 
 
-def check_recipe_paths(recipe: Any, environ: Mapping[str, str] | None = None, force: bool = False) -> list[Path]:
+def check_recipe_paths(recipe: BaseModel, environ: Mapping[str, str] | None = None, force: bool = False) -> list[Path]:
     """Refuse a recipe with a path outside the allowed roots; returns the roots used.
 
     A no-op (returns []) unless confinement is enabled or ``force`` is given.

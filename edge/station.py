@@ -34,7 +34,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from edge.archive import Archive
 from edge.assistant.busy_signal import BusySignal, signal_name
@@ -56,7 +55,7 @@ from edge.types import InspectorLike
 
 log = logging.getLogger(__name__)
 
-Undo = Optional[Callable[[], None]]
+Undo = Callable[[], None] | None
 
 
 @dataclass
