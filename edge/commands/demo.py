@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
     station = Station(recipe, StationOptions(
         mqtt_host=host, mqtt_port=port, mqtt_enabled=use_mqtt, recipe_path=args.recipe,
         assistant_hooks=with_assistant, supervise_assistant=with_assistant, assistant_log=out_dir / "assistant.log",
-        observers=(printer, _overlay_writer(out_dir, recipe.thresholds.pixel),
+        observers=(printer, _overlay_writer(out_dir, recipe.thresholds.pixel, recipe.thresholds.image_score),
                    lambda frame, result, decision: ng_triggers.add(decision.trigger_id)
                    if decision.verdict == "NG" and result is not None and result.regions else None),
     ))
@@ -373,13 +373,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overlay_writer(out_dir: Path, pixel_threshold: float):
+def _overlay_writer(out_dir: Path, pixel_threshold: float, image_threshold: float):
     """Lane observer that writes ``<trigger>_<verdict>.png`` overlays (post thread, off the hot path)."""
     def write(frame: Any, result: Any, decision: Any) -> None:
         if result is None or not getattr(frame.image, "size", 0):
             return
         image = render_overlay(frame.image, result.anomaly_map, result.regions, pixel_threshold,
-                               verdict=decision.verdict, score=decision.score, title=f"#{decision.trigger_id}")
+                               verdict=decision.verdict, score=decision.score, image_threshold=image_threshold,
+                               title=f"#{decision.trigger_id}")
         cv2.imwrite(str(out_dir / f"{decision.trigger_id:04d}_{decision.verdict}.png"), image)
 
     return write
