@@ -32,12 +32,27 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command module ``argv`` asks for (first word that is not an option), or None."""
+    for word in argv:
+        if not word.startswith("-"):
+            module = word.replace("-", "_")
+            return module if module in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or only the one ``argv`` names.
+
+    Command modules import what they need at the top, so loading only the chosen
+    one keeps e.g. ``iad-edge assistant`` from importing the lane's ONNX Runtime.
+    """
     parser = argparse.ArgumentParser(prog="iad-edge", description="On-line industrial anomaly inspection appliance.")
     parser.add_argument("--version", action="version", version=f"iad-edge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    chosen = _chosen(argv) if argv is not None else None
+    for name in (chosen,) if chosen else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"edge.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -49,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(build_parser(), argv, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    words = list(sys.argv[1:] if argv is None else argv)
+    return run_cli(build_parser(words), words, "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 if __name__ == "__main__":
