@@ -26,9 +26,11 @@ from edge.config.recipe import Recipe
 from edge.errors import BadFrameError, BankError, ModelLoadError
 from edge.expert import load_expert
 from edge.expert.base import Expert
+from edge.files import Stamp, file_stamp
 from edge.foreground import foreground_positions
 from edge.imageio import check_frame, to_rgb8
-from edge.regions import extract_regions, pool_region_feature, region_mask
+from edge.prototypes import Prototypes
+from edge.regions import extract_regions, with_features
 from edge.scoring import image_score, require_finite, smooth_map
 from edge.tiling import cut_tiles, patch_centers, patch_positions, plan_tiles, stitch_distances
 from edge.types import InspectionResult
@@ -61,15 +63,6 @@ def check_bank_fits_recipe(bank: Bank, recipe: Recipe, path: Union[str, Path]) -
     return [f"{path}: {w}" for w in fit.warnings]
 
 
-def _file_stamp(path: Path) -> Optional[tuple[int, int]]:
-    """(mtime_ns, size) of a file, to notice a bank rewritten in place by `iad-edge calibrate`."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -84,7 +77,9 @@ class PreparedRecipe:
     bank_path: Optional[Path]
     upload_bank: bool  # same expert, new bank: upload when committing
     warnings: list[str]
-    bank_stamp: Optional[tuple[int, int]]
+    prototypes: Optional[Prototypes]
+    prototypes_key: tuple[Optional[Path], Stamp]
+    bank_stamp: Stamp
 
 
 class Inspector:
@@ -97,7 +92,10 @@ class Inspector:
         self.bank: Optional[Bank] = None
         self.bank_path: Optional[Path] = None
         self.bank_warnings: list[str] = []  # what edge/bank_fit.py found worth saying about the loaded bank
-        self._bank_stamp: Optional[tuple[int, int]] = None
+        self._bank_stamp: Stamp = None
+        self.prototypes: Optional[Prototypes] = None  # defect types, when rules.always_reject needs them
+        self._prototypes_key: tuple[Optional[Path], Stamp] = (None, None)
+        self.prototypes, self._prototypes_key = self._prototypes_for(recipe)
         self._sizes_seen: set[tuple[int, int]] = set()
         # called as progress(tiles_done, tiles_total) during a frame of many tiles (the CLI's `inspect`; never the lane)
         self.progress: Optional[Callable[[int, int], None]] = None
@@ -118,13 +116,26 @@ class Inspector:
         self.bank_warnings = check_bank_fits_recipe(bank, self.recipe, path)
         self.set_bank(bank)
         self.bank_path = Path(path)
-        self._bank_stamp = _file_stamp(self.bank_path)
+        self._bank_stamp = file_stamp(self.bank_path)
 
     def set_bank(self, bank: Bank) -> None:
         """Install a bank (uploaded to the expert once; the next frame uses it)."""
         bank.check_fits(self.expert)
         self.expert.set_bank(bank.features)
         self.bank = bank
+
+    def _prototypes_for(self, recipe: Recipe) -> tuple[Optional[Prototypes], tuple[Optional[Path], Stamp]]:
+        """The defect-type prototypes ``recipe`` needs (for ``rules.always_reject``), reloaded only when the file changed.
+
+        Held like the bank: loaded at start and on a recipe update, never stat()ed per
+        frame; a missing or bad file raises (at start, or on a live reload, which then
+        keeps the running recipe).
+        """
+        path = Path(recipe.assistant.prototypes) if recipe.rules.always_reject and recipe.assistant.prototypes else None
+        key = (path, file_stamp(path) if path is not None else None)
+        if key == self._prototypes_key:
+            return self.prototypes, key
+        return (Prototypes.load(path) if path is not None else None), key
 
     def close(self) -> None:
         """Release the expert (sessions, device buffers)."""
@@ -138,10 +149,10 @@ class Inspector:
         """Load everything a new recipe needs, without touching what frames use (safe beside :meth:`inspect`).
 
         A changed ``expert`` section loads the new expert (and uploads its bank to
-        it); a changed bank path or bank file loads the bank. This is where the
-        time goes, so the lane runs it on a background thread. If anything fails,
-        whatever this call opened (a new expert) is closed before the error
-        propagates, and nothing was swapped.
+        it); a changed bank path or bank file loads the bank; changed prototypes
+        are loaded. This is where the time goes, so the lane runs it on a
+        background thread. If anything fails, whatever this call opened (a new
+        expert) is closed before the error propagates, and nothing was swapped.
         """
         expert = self.expert
         try:
@@ -150,7 +161,7 @@ class Inspector:
             check_resolution(recipe, expert)
             bank, bank_path, upload = self.bank, self.bank_path, False
             new_path = Path(recipe.bank.path)
-            if expert is not self.expert or new_path != bank_path or _file_stamp(new_path) != self._bank_stamp:
+            if expert is not self.expert or new_path != bank_path or file_stamp(new_path) != self._bank_stamp:
                 bank = Bank.load(new_path)
                 bank.check_fits(expert, new_path)
                 warnings = check_bank_fits_recipe(bank, recipe, new_path)
@@ -161,12 +172,13 @@ class Inspector:
                     upload = True  # the running expert's bank is swapped between frames (commit_recipe)
             else:
                 warnings = check_bank_fits_recipe(bank, recipe, bank_path or "bank") if bank is not None else self.bank_warnings
+            prototypes, prototypes_key = self._prototypes_for(recipe)
         except BaseException:
             if expert is not self.expert:
                 expert.close()  # a failed reload leaves nothing open behind it
             raise
-        return PreparedRecipe(recipe, expert, bank, bank_path, upload, warnings,
-                              _file_stamp(bank_path) if bank_path else None)
+        return PreparedRecipe(recipe, expert, bank, bank_path, upload, warnings, prototypes, prototypes_key,
+                              file_stamp(bank_path) if bank_path else None)
 
     def commit_recipe(self, prepared: "PreparedRecipe") -> None:
         """Swap in a prepared recipe (between frames: a reference swap, plus the bank upload for the same expert)."""
@@ -174,6 +186,7 @@ class Inspector:
             prepared.expert.set_bank(prepared.bank.features)
         old_expert = self.expert
         self.expert, self.bank, self.bank_path = prepared.expert, prepared.bank, prepared.bank_path
+        self.prototypes, self._prototypes_key = prepared.prototypes, prepared.prototypes_key
         self.bank_warnings, self._bank_stamp, self.recipe = prepared.warnings, prepared.bank_stamp, prepared.recipe
         if old_expert is not prepared.expert:
             old_expert.close()
@@ -213,7 +226,7 @@ class Inspector:
 
     def inspect(self, image: np.ndarray) -> InspectionResult:
         """Inspect one frame (gray or BGR, uint8 or uint16, any size)."""
-        recipe, bank = self.recipe, self.bank  # one consistent snapshot for this frame
+        recipe, bank, prototypes = self.recipe, self.bank, self.prototypes  # one consistent snapshot for this frame
         if bank is None:
             raise BadFrameError("no memory bank installed: run `iad-edge calibrate` first")
         timings: dict[str, float] = {}
@@ -257,15 +270,9 @@ class Inspector:
         t3 = time.perf_counter()
         threshold = recipe.thresholds.pixel
         regions = extract_regions(roi_map, threshold, (ox, oy), recipe.pixel_pitch_mm)
-        flat_features = features.reshape(-1, features.shape[-1])
-        for region in regions:
-            mask = region_mask(region, (roi_h, roi_w), roi_map, threshold, (ox, oy))
-            x0, y0, x1, y1 = region.bbox
-            window = np.where(mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox], roi_map[y0 - oy : y1 - oy, x0 - ox : x1 - ox], -np.inf)
-            py, px = np.unravel_index(int(np.argmax(window)), window.shape)
-            peak_yx = (py + y0 - oy, px + x0 - ox)
-            region.feature = pool_region_feature(mask, centers, valid, flat_features, peak_yx)
-        verdict = decide(score, regions, recipe)
+        regions = with_features(regions, roi_map, threshold, (ox, oy), centers, valid,
+                                features.reshape(-1, features.shape[-1]))
+        verdict = decide(score, regions, recipe, prototypes)
         timings["regions"] = _ms(t3)
 
         if recipe.roi is None:
@@ -278,7 +285,7 @@ class Inspector:
             score=score,
             verdict=verdict.verdict,
             reason=verdict.reason,
-            regions=regions,
+            regions=list(verdict.regions),
             anomaly_map=full_map,
             timings=timings,
             patch_features=features,
