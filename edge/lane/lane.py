@@ -63,19 +63,20 @@ from edge.archive import Archive
 from edge.config.recipe import Recipe
 from edge.errors import BadFrameError, NonFiniteError
 from edge.lane.counters import Counters
-from edge.realtime import background_thread, hot_thread
 from edge.mqtt.client import MqttLink
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.payloads import decision_payload, result_body, result_payload
 from edge.mqtt.topics import Topics
-from edge.types import Decision, Frame, InspectionResult, Verdict
+from edge.realtime import background_thread, hot_thread
+from edge.sources.base import FrameSource
+from edge.types import Decision, Frame, InspectionResult, InspectorLike, Verdict
 
 log = logging.getLogger(__name__)
 
 Observer = Callable[[Frame, Optional[InspectionResult], Decision], None]
 
 
-def _engine_sha256(inspector: Any) -> Optional[str]:
+def _engine_sha256(inspector: InspectorLike) -> Optional[str]:
     try:
         from edge.bank import expert_sha256
 
@@ -86,7 +87,7 @@ def _engine_sha256(inspector: Any) -> Optional[str]:
 
 def is_pull_source(recipe: Recipe) -> bool:
     """Sources without a trigger rate (synthetic, folder) are pulled; cameras push."""
-    return recipe.source.type in ("synthetic", "folder") and getattr(recipe.source, "rate_hz", None) is None
+    return recipe.source.pulled()
 
 
 class Lane:
@@ -95,8 +96,8 @@ class Lane:
     def __init__(
         self,
         recipe: Recipe,
-        inspector: Any,
-        source: Any,
+        inspector: InspectorLike,
+        source: FrameSource,
         link: Optional[MqttLink] = None,
         outbox: Optional[Outbox] = None,
         archive: Optional[Archive] = None,
@@ -478,7 +479,7 @@ class Lane:
                                 now, window_ms, region_count=sum(1 for r in result.regions if r.rejects), timings=timings,
                                 trigger_mono=frame.trigger_mono, decided_mono=now_mono)
         else:
-            decision = Decision(frame.trigger_id, recipe.decision.fail_safe, fail_reason or "no result",
+            decision = Decision(frame.trigger_id, Verdict(recipe.decision.fail_safe), fail_reason or "no result",
                                 None if result is None else float(result.score), frame.trigger_time, now, window_ms,
                                 fail_safe=True, region_count=0 if result is None else len(result.regions), timings=timings,
                                 trigger_mono=frame.trigger_mono, decided_mono=now_mono)
