@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import cv2
 import pytest
@@ -117,7 +117,7 @@ def _hash_line(password: str) -> str:
     return out.stdout.strip()
 
 
-def _request(plant: Plant, path: str, body: Any = None, headers: Optional[dict] = None, raw: Optional[bytes] = None):
+def _request(plant: Plant, path: str, body: Any = None, headers: dict | None = None, raw: bytes | None = None):
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(plant.url.rstrip("/") + path, data=data, headers={"Content-Type": "application/json",
                                                                                     **(headers or {})})

@@ -115,7 +115,7 @@ class AssistantService:
         self.recipe = recipe
         self.cfg = cfg
         self.topics = Topics(recipe.topic_root)
-        self.status_topic = f"{self.topics.status}/assistant"
+        self.status_topic = self.topics.assistant_status
         self._publish = publish
         self.explainer = explainer
         self.explainer_error = explainer_error or (None if explainer else "no assistant.model configured")
@@ -205,7 +205,7 @@ class AssistantService:
                 request = GenerateCommand.model_validate(body)
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-                self.publish(self.topics.cmd("generate") + "/result",
+                self.publish(self.topics.cmd_result("generate"),
                              {"ok": False, "request_id": body.get("request_id"), "error": f"invalid generate command: {problems}"})
                 return
             rid = request.request_id or f"gen-{int(time.time() * 1000)}"

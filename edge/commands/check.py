@@ -20,6 +20,7 @@ from edge.config.diff import diff_effective
 from edge.errors import IadError
 from edge.files import MANIFEST_NAME
 from edge.mqtt.remote import applied_recipe, parse_host_port, read_status
+from edge.mqtt.topics import Topics
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -133,7 +134,7 @@ def _against(recipe: Recipe, target: str, timeout: float) -> int:
         print(f"against {candidate} (sha256 {before_sha[:12]})")
     else:
         host, port = parse_host_port(target)
-        status = read_status(host, port, f"{recipe.topic_root}/status", timeout)
+        status = read_status(host, port, Topics(recipe.topic_root).status, timeout)
         before_sha, before = applied_recipe(status)
         print(f"against the appliance at {host}:{port} ({recipe.topic_root}, state {status.get('state', '?')}, "
               f"recipe sha256 {str(before_sha)[:12] if before_sha else 'unknown'})")

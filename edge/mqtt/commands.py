@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.mqtt.topics import Topics
+
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 16 * 1024
@@ -124,6 +126,7 @@ class CommandDispatcher:
     def __init__(self, root: str, publish: Callable[[str, bytes], Any], rate_per_s: float = 2.0, burst: int = 5,
                  delegated: tuple[str, ...] = ("generate",), max_payload: int = MAX_PAYLOAD_BYTES):
         self.root = root.rstrip("/")
+        self.topics = Topics(self.root)
         self.publish = publish
         self.commands: dict[str, CommandSpec] = {}
         self.delegated = set(delegated)
@@ -136,7 +139,7 @@ class CommandDispatcher:
     @property
     def subscription(self) -> str:
         """Topic filter for every command of this station (replies on cmd/<name>/result do not match it)."""
-        return f"{self.root}/cmd/+"
+        return self.topics.cmd_all
 
     def register(self, name: str, model: type[CommandModel], handler: Handler) -> None:
         self.commands[name] = CommandSpec(model, handler)
@@ -147,7 +150,7 @@ class CommandDispatcher:
 
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """Process one message; returns the reply body sent (None when ignored or suppressed)."""
-        prefix = f"{self.root}/cmd/"
+        prefix = self.topics.cmd_prefix
         if not topic.startswith(prefix) or "/" in topic[len(prefix):]:
             return None  # not a command topic (e.g. someone else's reply)
         name = topic[len(prefix):]
@@ -210,7 +213,7 @@ class CommandDispatcher:
         if status != "ok":
             log.info("command %s rejected (%s): %s", name[:64], status, reason)
         try:
-            self.publish(f"{self.root}/cmd/{name[:64]}/result", json.dumps(body, default=str).encode())
+            self.publish(self.topics.cmd_result(name[:64]), json.dumps(body, default=str).encode())
         except Exception as exc:
             log.warning("could not publish the reply to command %s: %s", name[:64], exc)
         return body

@@ -31,5 +31,22 @@ class Topics:
     def generation(self) -> str:
         return f"{self.root}/generation"
 
+    @property
+    def assistant_status(self) -> str:
+        """Retained status of the assistant process (beside the lane's ``status``)."""
+        return f"{self.root}/status/assistant"
+
+    @property
+    def cmd_prefix(self) -> str:
+        return f"{self.root}/cmd/"
+
+    @property
+    def cmd_all(self) -> str:
+        """Filter for every command (replies on ``cmd/<name>/result`` do not match it)."""
+        return f"{self.cmd_prefix}+"
+
     def cmd(self, name: str) -> str:
-        return f"{self.root}/cmd/{name}"
+        return f"{self.cmd_prefix}{name}"
+
+    def cmd_result(self, name: str) -> str:
+        return f"{self.cmd(name)}/result"

@@ -2,7 +2,8 @@
 
 ``hooks = attach_plant(lane, recipe)`` after the lane is built (before it starts),
 ``hooks.close()`` after ``lane.stop()``. Both outputs are lane observers (post
-thread) with their own threads; a section that is off costs nothing.
+thread) with their own threads; a section that is off costs nothing (this module
+needs the `plant` extra; the station imports it only when the recipe asks for one).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from edge.plant.metrics import AssistantStatusFeed, StationMetrics
+from edge.plant.sparkplug import SparkplugNode
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,6 @@ def attach_plant(lane: Any, recipe: Any, mqtt_host: str | None = None, mqtt_port
     hooks = PlantHooks()
     try:
         if recipe.sparkplug.enabled:
-            from edge.plant.sparkplug import SparkplugNode
-
             node = SparkplugNode(
                 recipe,
                 counters=lane.counters.snapshot,
@@ -48,8 +50,6 @@ def attach_plant(lane: Any, recipe: Any, mqtt_host: str | None = None, mqtt_port
             hooks.sparkplug = node.start()
             lane.add_observer(node.observe)
         if recipe.metrics.port is not None:
-            from edge.plant.metrics import AssistantStatusFeed, StationMetrics
-
             feed = None
             if recipe.assistant.enabled and getattr(lane, "link", None) is not None:
                 feed = AssistantStatusFeed(recipe, lane.link.host, lane.link.port)

@@ -24,11 +24,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from edge.errors import IadError
+from edge.mqtt.auth import apply_auth
+from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,7 @@ class AssistantStatusFeed:
     """Keeps the assistant process's latest retained status (``<root>/status/assistant``) from MQTT."""
 
     def __init__(self, recipe: Any, host: str | None = None, port: int | None = None):
-        import paho.mqtt.client as mqtt
-
-        from edge.mqtt.auth import apply_auth
-
-        self.topic = f"{recipe.topic_root}/status/assistant"
+        self.topic = Topics(recipe.topic_root).assistant_status
         self.latest: dict[str, Any] | None = None
         self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"iad-metrics-{recipe.line}-{recipe.station}", protocol=mqtt.MQTTv5)

@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from edge.errors import IadError
+from edge.plant.console.app import ConsoleContext, create_app
 from edge.plant.console.auth import Sessions, load_password_hash
 from edge.plant.console.edit import RecipeEditor
 from edge.plant.console.feed import StationFeed
@@ -51,10 +54,6 @@ def check_exposure(cfg: Any, host: str) -> None:
 def serve(recipe: Any, recipe_path: Path, host: str | None = None, port: int | None = None,
           mqtt_host: str | None = None, mqtt_port: int | None = None) -> int:
     """Serve the console for ``recipe`` until interrupted; returns the exit status."""
-    import uvicorn
-
-    from edge.plant.console.app import ConsoleContext, create_app
-
     cfg = recipe.console
     host = host or cfg.host
     port = cfg.port if port is None else port
