@@ -175,6 +175,11 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(plant):
     line = next(i for i, text in enumerate(outside.splitlines(), 1) if "/etc/iad-console-test" in text)
     assert body["result"]["problems"][0]["line"] == line
 
+    leak = "version: 1\ninclude:\n  - /etc/passwd\n"  # an include outside the allowed roots is not even read
+    status, body, _ = _request(plant, "/api/check", {"text": leak})
+    assert status == 200 and body["ok"] is False and body["problems"][0]["line"] == 3
+    assert "outside the allowed roots" in body["problems"][0]["message"] and "root:" not in json.dumps(body)
+
     status, body, _ = _request(plant, "/api/check", {"text": "version: 1\nline: a\nstation: b: c\n"})  # invalid YAML
     assert status == 200 and body["ok"] is False and body["problems"][0]["line"] == 3
 

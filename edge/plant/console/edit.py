@@ -22,7 +22,7 @@ from edge.config import RecipeError, load_recipe
 from edge.config.diff import diff_effective
 from edge.config.loader import parse_recipe
 from edge.config.yamlmarks import YamlProblem, load_with_marks
-from edge.security import PathNotAllowedError, check_recipe_paths
+from edge.security import PathNotAllowedError, allowed_roots, check_recipe_paths, is_within
 
 _LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$")
 _FIELD_OUTSIDE = re.compile(r"^(?:.+?: )?(?P<field>[A-Za-z0-9_.]+): .* outside the allowed roots$")
@@ -88,12 +88,16 @@ class RecipeEditor:
         if size > self.max_bytes:
             return CheckResult(False, [Problem(f"the recipe text is {size / 1024:.0f} KiB; the console accepts at most "
                                                f"{self.max_bytes // 1024} KiB (console.max_edit_kb): nothing was checked")])
+        # Nothing outside the allowed roots is read, not even to report an error about it: the page is open
+        # to read-only users, and an error about `include: /etc/...` or a foreign manifest could quote it.
+        outside = self._includes_outside(text)
+        if outside:
+            return CheckResult(False, outside)
         try:
+            check_recipe_paths(parse_recipe(text, self.recipe_path, check_files=False), force=True)
             candidate = parse_recipe(text, self.recipe_path, check_files=True)
         except RecipeError as exc:
             return CheckResult(False, [self._located(line) for line in exc.problems])
-        try:
-            check_recipe_paths(candidate, force=True)
         except PathNotAllowedError as exc:
             return CheckResult(False, [self._outside(line, text) for line in str(exc).splitlines()])
         before = running_values
@@ -133,6 +137,26 @@ class RecipeEditor:
         except OSError as exc:
             raise EditRejected(500, f"cannot write {self.recipe_path}: {exc.strerror or exc}", result) from None
         return result
+
+    def _includes_outside(self, text: str) -> list[Problem]:
+        """``include:`` entries that resolve outside the allowed roots, at their lines."""
+        try:
+            data, marks = load_with_marks(text, self.recipe_path)
+        except YamlProblem:
+            return []  # parse_recipe reports it, at its line
+        raw = data.get("include") if isinstance(data, dict) else None
+        items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        roots = allowed_roots(self.recipe_path)
+        problems = []
+        for number, item in enumerate(items):
+            if not isinstance(item, str):
+                continue
+            path = Path(item).expanduser()
+            if not is_within(path if path.is_absolute() else self.recipe_path.parent / path, roots):
+                mark = marks.get(("include", number)) or marks.get(("include",))
+                problems.append(Problem(f"include: {item} is outside the allowed roots ({', '.join(map(str, roots))}): "
+                                        "nothing was read", mark.line if mark else None, mark.column if mark else None))
+        return problems
 
     def _located(self, line: str) -> Problem:
         match = _LOCATED.match(line)
