@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from edge.config.archive import ArchiveConfig
+from edge.overlay import render_overlay
 from edge.realtime import background_thread
 from edge.types import Frame, InspectionResult
 
@@ -196,10 +197,6 @@ class Archive:
 
     @staticmethod
     def _overlay(image: np.ndarray, result: InspectionResult, pixel_threshold: float) -> np.ndarray | None:
-        try:
-            from edge.overlay import render_overlay
-        except ImportError:  # overlay module not shipped in this build
-            return None
         return render_overlay(image, result.anomaly_map, result.regions, pixel_threshold)
 
     def _scan_existing(self) -> None:

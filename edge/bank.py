@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from edge.bank_fit import build_record
 from edge.config.recipe import Recipe
@@ -129,7 +130,6 @@ def build_bank(
     ``expert.set_bank`` / ``Inspector.set_bank`` afterwards. Calibration runs in
     its own process, never on the live lane's expert.
     """
-    from tqdm import tqdm  # progress bars only where a person is watching
 
     cfg = recipe.bank
     roi = recipe.roi

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from edge.errors import IadError
 from edge.files import load_npz, save_npz
+from edge.imageio import IMAGE_SUFFIXES, read_image
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,6 @@ def build_prototypes(
     This is what ``iad-edge calibrate RECIPE --defects DIR`` calls; save the
     result with ``.save(path)`` and set ``assistant.prototypes`` to that path.
     """
-    from edge.imageio import IMAGE_SUFFIXES, read_image
 
     read = read or read_image
     root = Path(defects_dir)
@@ -157,7 +158,6 @@ def build_prototypes(
         raise PrototypeError(f"{root}: no images in {', '.join(empty)} (supported: {', '.join(IMAGE_SUFFIXES)})")
     iterator: Iterable = jobs
     if progress:
-        from tqdm import tqdm
 
         iterator = tqdm(jobs, desc="defect prototypes", unit="img")
     for kind, path in iterator:

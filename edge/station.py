@@ -340,7 +340,7 @@ class Station:
         """Sparkplug B edge node and Prometheus metrics (recipe ``sparkplug:``/``metrics:``): lane observers, own threads."""
         if not (self.recipe.sparkplug.enabled or self.recipe.metrics.port is not None):
             return None
-        from edge.plant.hooks import attach_plant  # optional deps (the `plant` extra): only when the recipe asks
+        from edge.plant.hooks import attach_plant
 
         assert self.lane is not None
         self.plant = attach_plant(self.lane, self.recipe, self.options.mqtt_host, self.options.mqtt_port)

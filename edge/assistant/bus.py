@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +29,6 @@ class AssistantBus:
                  subscribe: tuple[str, ...] = (), on_message: Callable[[str, Any], None] | None = None,
                  keepalive: int = 10, max_queued: int = 1000, username: str | None = None,
                  password: str | None = None, tls: Any = None):
-        import paho.mqtt.client as mqtt
 
         self.status_topic = status_topic
         self.connected = threading.Event()

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.imageio import to_bgr8
 from edge.types import Region
 
 LOCATIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
@@ -91,7 +92,6 @@ def region_images(
     flagged. The crop is the bbox grown by 50 % (at least 64 px), resized so
     the longer side is at most ``max_side``.
     """
-    from edge.imageio import to_bgr8
 
     bgr = to_bgr8(image)
     h, w = bgr.shape[:2]

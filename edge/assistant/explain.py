@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.assistant.evidence import LOCATIONS, evidence_lines, png_data_uri, severity_from_evidence
+from edge.assistant.gguf_check import open_llama
 from edge.errors import IadError
 from edge.generation import DEFECT_TYPES
 
@@ -128,7 +129,6 @@ class Explainer:
         should_pause: Callable[[], bool] | None = None,
         check_sha256: bool = True,
     ):
-        from edge.assistant.gguf_check import open_llama
 
         llama_cpp = _import_llama_cpp()
         self.model_path = Path(model)

@@ -29,18 +29,21 @@ llama-cpp-python 0.3.36; they stay on for the other architectures.
 from __future__ import annotations
 
 import ctypes
+import struct
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
+from edge.assistant.gguf_check import verify_gguf
 from edge.errors import ModelLoadError
 
 PREFILL_CHUNK = 16  # tokens evaluated between two checks of the lane's busy flag
 _HYBRID_ARCHS = ("qwen35", "qwen35moe", "qwen3next")
 
-Segment = Union[Sequence[int], np.ndarray]  # token ids (1-D ints) or embeddings ([n, n_embd] float32)
+Segment = Sequence[int] | np.ndarray  # token ids (1-D ints) or embeddings ([n, n_embd] float32)
 
 
 def _llama_cpp():  # type: ignore[no-untyped-def]
@@ -51,9 +54,8 @@ def _llama_cpp():  # type: ignore[no-untyped-def]
     return llama_cpp
 
 
-def gguf_architecture(path: Union[str, Path]) -> str:
+def gguf_architecture(path: str | Path) -> str:
     """``general.architecture`` from a GGUF file's key/value section (standard library only; '' if not found)."""
-    import struct
 
     with open(path, "rb") as fh:
         head = fh.read(24)
@@ -78,17 +80,16 @@ class RegionLM:
 
     def __init__(
         self,
-        model: Union[str, Path],
+        model: str | Path,
         *,
         n_ctx: int = 512,
         threads: int = 1,
         gpu_layers: int = 0,
-        extra_buffers: Optional[bool] = None,
+        extra_buffers: bool | None = None,
         check_sha256: bool = True,
         verify: bool = True,
         verbose: bool = False,
     ):
-        from edge.assistant.gguf_check import verify_gguf
 
         self.path = Path(model)
         if verify:
@@ -155,7 +156,7 @@ class RegionLM:
         self._lc.llama_memory_clear(self._lc.llama_get_memory(self.ctx), True)
         self.n_past = 0
 
-    def _decode(self, tokens: Optional[Sequence[int]], embd: Optional[np.ndarray], want_logits: bool) -> None:
+    def _decode(self, tokens: Sequence[int] | None, embd: np.ndarray | None, want_logits: bool) -> None:
         lc = self._lc
         n = len(tokens) if tokens is not None else int(embd.shape[0])  # type: ignore[union-attr]
         if n == 0:
@@ -192,14 +193,14 @@ class RegionLM:
             raise RuntimeError(f"llama_decode failed (return code {rc})")
         self.n_past += n
 
-    def prefill(self, segments: Sequence[Segment], should_pause: Optional[Callable[[], bool]] = None,
+    def prefill(self, segments: Sequence[Segment], should_pause: Callable[[], bool] | None = None,
                 chunk: int = PREFILL_CHUNK) -> None:
         """Evaluate the prompt: token segments in ``chunk``-token pieces, embedding segments in one batch each.
 
         ``should_pause`` is polled (and waited on while true) before every chunk.
         The logits of the last prompt position are kept for the first answer token.
         """
-        pieces: list[tuple[Optional[list[int]], Optional[np.ndarray]]] = []
+        pieces: list[tuple[list[int] | None, np.ndarray | None]] = []
         for seg in segments:
             if isinstance(seg, np.ndarray) and seg.ndim == 2:
                 if len(seg):
@@ -221,9 +222,9 @@ class RegionLM:
         self,
         segments: Sequence[Segment],
         max_tokens: int,
-        grammar: Optional[str] = None,
-        should_pause: Optional[Callable[[], bool]] = None,
-        deadline: Optional[float] = None,
+        grammar: str | None = None,
+        should_pause: Callable[[], bool] | None = None,
+        deadline: float | None = None,
         keep_logits: bool = False,
         stop_at_eog: bool = True,
     ) -> dict[str, Any]:
@@ -296,5 +297,5 @@ class RegionLM:
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
             self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.aspect import aspect_warning, inspected_size
+from edge.bank import build_bank
 from edge.calibration.datasets import CalibrationError, Sample, read_defects, read_good, synthetic_defects
 from edge.calibration.features import FeatureCachingExpert
 from edge.calibration.generated import generated_path, names_include, overridden_keys, recipe_includes, render_generated
@@ -31,7 +32,10 @@ from edge.calibration.kfold import score_defects, score_held_out, scoring_recipe
 from edge.calibration.report import write_report
 from edge.calibration.thresholds import Proposal, propose
 from edge.config import load_recipe
+from edge.expert import load_expert
+from edge.inspector import Inspector
 from edge.outputs import Output, check_outputs, dir_output, file_output, output_set
+from edge.prototypes import Prototypes, build_prototypes
 from edge.words import count
 
 log = logging.getLogger(__name__)
@@ -105,7 +109,6 @@ def _prototypes_path(args: argparse.Namespace, recipe: Any, recipe_path: Path) -
 
 def _recipe_prototypes(recipe: Any) -> Any:
     """The defect-type prototypes the recipe already names (None when it names none or the file is not there yet)."""
-    from edge.prototypes import Prototypes
 
     path = recipe.assistant.prototypes
     return Prototypes.load(path) if path and Path(path).is_file() else None
@@ -121,8 +124,6 @@ def _aspect_notes(good: list[Sample], recipe: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.bank import build_bank
-    from edge.expert import load_expert
 
     _check_args(args)
     recipe_path = Path(args.recipe)
@@ -165,8 +166,6 @@ def run(args: argparse.Namespace) -> int:
 
         prototypes = None
         if args.defects and any(s.defect_type not in (None, "defect") for s in defects):
-            from edge.inspector import Inspector
-            from edge.prototypes import build_prototypes
 
             if say:
                 say("building defect-type prototypes ...")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from edge.aspect import aspect_warning, inspected_size
+from edge.bank import Bank
 from edge.bank_fit import compare, describe, frame_limit
 from edge.config import Recipe, RecipeError, load_recipe
 from edge.config.diff import diff_effective
@@ -78,7 +79,6 @@ def _manifest_sha256(recipe: Recipe) -> str:
 
 def bank_report(recipe: Recipe) -> tuple[list[str], list[str], list[str]]:
     """(summary lines, warnings, errors) about the bank: what it was built for and whether it fits this recipe."""
-    from edge.bank import Bank  # numpy only; no model is loaded
 
     path = Path(recipe.bank.path)
     if not path.is_file():
@@ -97,7 +97,6 @@ def bank_report(recipe: Recipe) -> tuple[list[str], list[str], list[str]]:
 def _aspect(recipe: Recipe) -> list[str]:
     size = inspected_size(recipe)
     if size is None and Path(recipe.bank.path).is_file():
-        from edge.bank import Bank
 
         try:
             hi = Bank.load(recipe.bank.path).meta.get("frame_max")

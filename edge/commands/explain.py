@@ -12,9 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.assistant.evidence import region_evidence, region_images
+from edge.assistant.explain import Explainer
 from edge.atomic import write_text_atomic
 from edge.config import load_recipe
+from edge.imageio import read_image
+from edge.inspector import Inspector
 from edge.outputs import check_outputs, file_output
+from edge.prototypes import load_prototypes, match_candidates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,11 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.assistant.evidence import region_evidence, region_images
-    from edge.assistant.explain import Explainer
-    from edge.imageio import read_image
-    from edge.inspector import Inspector
-    from edge.prototypes import load_prototypes, match_candidates
 
     check_outputs([file_output(args.out, "--out")])  # before the model is loaded
     recipe = load_recipe(args.recipe)

@@ -19,6 +19,7 @@ from edge.atomic import write_text_atomic
 from edge.config import load_recipe
 from edge.errors import IadError
 from edge.imageio import read_image, write_image_atomic
+from edge.inspector import Inspector
 from edge.outputs import check_outputs, dir_output, output_set
 from edge.overlay import render_overlay
 from edge.sources.folder import list_images
@@ -68,7 +69,6 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.inspector import Inspector  # imported here so `--help` stays instant
 
     out = dir_output(args.out, "--out", marker=SUMMARY, overwrite=args.overwrite)
     check_outputs([out])  # before any work: a bad --out costs one line, not a run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edge.evaluation.synthetic_dataset import write_synthetic_dataset
 from edge.words import count
 
 
@@ -30,7 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.evaluation.synthetic_dataset import write_synthetic_dataset
 
     names = write_synthetic_dataset(
         args.out,

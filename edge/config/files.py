@@ -8,6 +8,7 @@ are not required.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +76,6 @@ def model_mismatches(recipe: Recipe) -> list[tuple[KeyPath, str]]:
     The tile size must be the size the model was exported for; catching it at
     `check` time beats a load error on the line.
     """
-    import json
 
     model = getattr(recipe.expert, "model", None) or getattr(recipe.expert, "engine", None)
     if model is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge.config.files import missing_files, model_mismatches
 from edge.config.messages import Problem, display_path, problem_from_error
 from edge.config.recipe import Recipe
 from edge.config.yamlmarks import KeyPath, Mark, YamlProblem, load_with_marks
@@ -163,7 +164,6 @@ def parse_recipe(text: str, path: str | Path, *, check_files: bool = False,
             raise RecipeError(path, _format(outside, marks))
 
     if check_files:
-        from edge.config.files import missing_files, model_mismatches
 
         problems = [Problem(key_path, message) for key_path, message in missing_files(recipe) + model_mismatches(recipe)]
         if problems:

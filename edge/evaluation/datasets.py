@@ -190,7 +190,7 @@ def _check_usable(root: Path, category: Category) -> None:
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header (Pillow) without decoding the pixels; falls back to OpenCV."""
     try:
-        from PIL import Image
+        from PIL import Image  # noqa: PLC0415 - optional dependency
 
         with Image.open(path) as img:
             return img.size

@@ -20,9 +20,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from edge.bank import build_bank
 from edge.evaluation.datasets import Category, Dataset, DatasetError, Sample, check_sizes, read_mask
 from edge.evaluation.metrics import DEFAULT_BINS, SAMPLE_SIZE, PixelMetrics, auroc, f1_max, roc_curve
+from edge.imageio import read_image
+from edge.inspector import Inspector
+from edge.overlay import render_overlay
 from edge.regions import location_name
 
 log = logging.getLogger(__name__)
@@ -197,10 +202,7 @@ def evaluate_category(
     read_image: Callable[[Path], np.ndarray],
 ) -> RunResult:
     """Bank from the sampled good images, then score and measure every test image of ``category``."""
-    from tqdm import tqdm
 
-    from edge.bank import build_bank
-    from edge.overlay import render_overlay
 
     train = train_subset(category, options.shots, seed)
     bank = build_bank(
@@ -290,8 +292,6 @@ def evaluate_category(
 
 def evaluate(recipe: Any, dataset: Dataset, options: EvalOptions, inspector: Any = None) -> EvalResult:
     """Evaluate every category of ``dataset`` with the recipe's expert, tiling, ROI and thresholds."""
-    from edge.imageio import read_image
-    from edge.inspector import Inspector
 
     if options.seeds < 1:
         raise DatasetError(f"--seeds must be at least 1 (got {options.seeds})")

@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.errors import IadError
 from edge.evaluation.staging import staged_dir
+from edge.sources.synthetic import DEFECT_TYPES, SyntheticPartRenderer
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ def write_synthetic_dataset(
     are written to a temporary folder beside ``out`` and moved into place at
     the end, so an interrupted run leaves no half dataset.
     """
-    from edge.sources.synthetic import DEFECT_TYPES, SyntheticPartRenderer
 
     if categories < 1 or train < 1 or test < 2:
         raise DatasetWriteError("need at least 1 category, 1 training image and 2 test images (one good, one defective)")

@@ -56,10 +56,12 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable, Optional
+from typing import Any
 
 from edge.archive import Archive
+from edge.bank import expert_sha256
 from edge.config.recipe import Recipe
 from edge.errors import BadFrameError, NonFiniteError
 from edge.lane.counters import Counters
@@ -73,15 +75,14 @@ from edge.types import Decision, Frame, InspectionResult, InspectorLike, Verdict
 
 log = logging.getLogger(__name__)
 
-Observer = Callable[[Frame, Optional[InspectionResult], Decision], None]
+Observer = Callable[[Frame, InspectionResult | None, Decision], None]
 
 
-def _engine_sha256(inspector: InspectorLike) -> Optional[str]:
+def _engine_sha256(inspector: InspectorLike) -> str | None:
     try:
-        from edge.bank import expert_sha256
 
         return expert_sha256(inspector.expert) or None
-    except Exception:  # noqa: BLE001 - a missing hash must never stop the lane
+    except Exception:  # a missing hash must never stop the lane
         return None
 
 
@@ -98,12 +99,12 @@ class Lane:
         recipe: Recipe,
         inspector: InspectorLike,
         source: FrameSource,
-        link: Optional[MqttLink] = None,
-        outbox: Optional[Outbox] = None,
-        archive: Optional[Archive] = None,
+        link: MqttLink | None = None,
+        outbox: Outbox | None = None,
+        archive: Archive | None = None,
         queue_size: int = 4,
-        pull: Optional[bool] = None,
-        session: Optional[str] = None,
+        pull: bool | None = None,
+        session: str | None = None,
     ):
         self.recipe = recipe
         self.inspector = inspector
@@ -125,20 +126,20 @@ class Lane:
         self._extras: dict[str, Any] = {}
         self._extras_lock = threading.Lock()
         self._recipe_lock = threading.Lock()
-        self._reload_q: "queue.Queue[Optional[tuple[Recipe, Future]]]" = queue.Queue()
-        self._prepared: Optional[tuple[Any, Recipe, Future]] = None  # loaded, waiting for the gap between frames
-        self._reload_thread: Optional[threading.Thread] = None
-        self._inspect_q: "queue.Queue[Optional[tuple[Frame, float]]]" = queue.Queue(maxsize=1 if self.pull else queue_size)
-        self._post_q: "queue.Queue[Optional[tuple[Frame, Optional[InspectionResult], Decision]]]" = queue.Queue(maxsize=256)
+        self._reload_q: queue.Queue[tuple[Recipe, Future] | None] = queue.Queue()
+        self._prepared: tuple[Any, Recipe, Future] | None = None  # loaded, waiting for the gap between frames
+        self._reload_thread: threading.Thread | None = None
+        self._inspect_q: queue.Queue[tuple[Frame, float] | None] = queue.Queue(maxsize=1 if self.pull else queue_size)
+        self._post_q: queue.Queue[tuple[Frame, InspectionResult | None, Decision] | None] = queue.Queue(maxsize=256)
         self._slots = threading.Semaphore(self._inspect_q.maxsize)
         self._stop = threading.Event()
         self._acquire_done = threading.Event()
-        self._max_frames: Optional[int] = None
+        self._max_frames: int | None = None
         self._threads: list[threading.Thread] = []
         self._started = False
         self._closed = False
         self.pending_results = 0  # results still in the outbox after stop()
-        self.source_error: Optional[str] = None  # why acquisition ended, when the source raised
+        self.source_error: str | None = None  # why acquisition ended, when the source raised
 
     # ------------------------------------------------------------------ hooks
     def add_observer(self, callback: Observer) -> None:
@@ -164,9 +165,9 @@ class Lane:
         with self._extras_lock:
             self._extras[key] = value
 
-    def apply_recipe(self, recipe: Recipe) -> "Future[None]":
+    def apply_recipe(self, recipe: Recipe) -> Future[None]:
         """Load ``recipe`` in the background and swap it in between two frames; the future says whether it took."""
-        future: "Future[None]" = Future()
+        future: Future[None] = Future()
         with self._recipe_lock:
             closed, started = self._closed, self._started
             if not closed and started:
@@ -176,7 +177,7 @@ class Lane:
         elif not started:  # no frames yet: load and swap right here
             try:
                 prepared = self._prepare(recipe)
-            except Exception as exc:  # noqa: BLE001 - keep the running recipe
+            except Exception as exc:  # keep the running recipe
                 self._rejected(future, exc)
             else:
                 self._commit(prepared, recipe, future)
@@ -209,7 +210,7 @@ class Lane:
         return body
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, max_frames: Optional[int] = None) -> "Lane":
+    def start(self, max_frames: int | None = None) -> Lane:
         """Start the threads (and the archive writer); frames flow until :meth:`stop` or ``max_frames``."""
         self._max_frames = max_frames
         if self.archive is not None:
@@ -227,7 +228,7 @@ class Lane:
         self._reload_thread.start()
         return self
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """Wait until acquisition ended (``max_frames`` reached or the source ran out)."""
         return self._acquire_done.wait(timeout)
 
@@ -240,7 +241,7 @@ class Lane:
         self._stop.set()
         try:
             self.source.close()  # first: an acquisition thread waiting for a trigger returns now
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("closing the source: %s", exc)
         if self._started:
             acquire, inspect, post = self._threads
@@ -265,7 +266,7 @@ class Lane:
             self._discard(leftover[0])
             leftover[2].set_exception(RuntimeError("the lane has stopped"))
 
-    def run(self, max_frames: Optional[int] = None, stop_event: Optional[threading.Event] = None) -> dict[str, int]:
+    def run(self, max_frames: int | None = None, stop_event: threading.Event | None = None) -> dict[str, int]:
         """Start, run until ``max_frames``/source end/``stop_event``, stop cleanly; returns the counters."""
         self.start(max_frames)
         try:
@@ -304,7 +305,7 @@ class Lane:
                     self.counters.add("dropped")
                     self._decide(frame, None, f"inspection queue full ({self._inspect_q.maxsize} frames waiting)",
                                  {"queue_wait": 0.0})
-        except Exception as exc:  # noqa: BLE001 - a source failure ends acquisition, not the process
+        except Exception as exc:  # a source failure ends acquisition, not the process
             log.error("acquisition stopped: %s", exc, exc_info=True)
             self.source_error = f"{type(exc).__name__}: {exc}"
             self.set_status_field("source_error", self.source_error)
@@ -338,7 +339,7 @@ class Lane:
                 recipe, future = pending[-1]
                 try:
                     prepared = self._prepare(recipe)
-                except Exception as exc:  # noqa: BLE001 - keep the running recipe
+                except Exception as exc:  # keep the running recipe
                     self._rejected(future, exc)
                 else:
                     with self._recipe_lock:
@@ -358,10 +359,10 @@ class Lane:
         if discard is not None:
             try:
                 discard(prepared)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing a recipe that was never applied")
 
-    def _rejected(self, future: "Future[None]", exc: BaseException) -> None:
+    def _rejected(self, future: Future[None], exc: BaseException) -> None:
         self.counters.add("recipe_rejected")
         self.set_status_field("recipe_error", str(exc))
         future.set_exception(exc)
@@ -373,14 +374,14 @@ class Lane:
         if item is not None:
             self._commit(*item)
 
-    def _commit(self, prepared: Any, recipe: Recipe, future: "Future[None]") -> None:
+    def _commit(self, prepared: Any, recipe: Recipe, future: Future[None]) -> None:
         commit = getattr(self.inspector, "commit_recipe", None)
         try:
             if commit is not None:
                 commit(prepared)
             else:
                 self.inspector.update_recipe(recipe)
-        except Exception as exc:  # noqa: BLE001 - keep the running recipe
+        except Exception as exc:  # keep the running recipe
             self._discard(prepared)
             self._rejected(future, exc)
             return
@@ -404,7 +405,7 @@ class Lane:
         for callback in self._busy_listeners:
             try:
                 callback(busy)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("busy listener failed")
 
     def _inspect_loop(self) -> None:
@@ -424,7 +425,7 @@ class Lane:
             self._set_busy(True)
             try:
                 self._inspect_one(frame, enqueued)
-            except Exception:  # noqa: BLE001 - the lane must outlive any bug in one frame
+            except Exception:  # the lane must outlive any bug in one frame
                 log.exception("frame %s: unexpected error after the decision", frame.trigger_id)
             finally:
                 self._set_busy(False)
@@ -456,7 +457,7 @@ class Lane:
             log.error("frame %s: %s", frame.trigger_id, exc)
             self._decide(frame, None, f"non-finite values: {exc}", timings)
             return
-        except Exception as exc:  # noqa: BLE001 - expert/runtime failure for this frame
+        except Exception as exc:  # expert/runtime failure for this frame
             self.counters.add("stage_errors")
             log.exception("frame %s: inspection failed", frame.trigger_id)
             self._decide(frame, None, f"inspection failed: {type(exc).__name__}: {exc}", timings)
@@ -464,7 +465,7 @@ class Lane:
         timings.update({k: float(v) for k, v in result.timings.items()})
         self._decide(frame, result, None, timings)
 
-    def _decide(self, frame: Frame, result: Optional[InspectionResult], fail_reason: Optional[str],
+    def _decide(self, frame: Frame, result: InspectionResult | None, fail_reason: str | None,
                 timings: dict[str, float]) -> Decision:
         """Make the one decision for this trigger, publish it (now or never), hand it to the post stage."""
         recipe = self.recipe
@@ -516,10 +517,10 @@ class Lane:
                 return
             try:
                 self._post(*item)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("post-processing of a decision failed")
 
-    def _post(self, frame: Frame, result: Optional[InspectionResult], decision: Decision) -> None:
+    def _post(self, frame: Frame, result: InspectionResult | None, decision: Decision) -> None:
         recipe = self.recipe
         entry = None
         if self.archive is not None and self.archive.wants(decision.verdict):
@@ -534,7 +535,7 @@ class Lane:
         if self.outbox is not None:
             try:
                 self.outbox.put(self.topics.result, result_payload(body))
-            except Exception as exc:  # noqa: BLE001 - report, keep deciding
+            except Exception as exc:  # report, keep deciding
                 self.set_status_field("outbox_error", str(exc))
                 log.error("outbox: %s", exc)
             if self.link is not None:
@@ -542,5 +543,5 @@ class Lane:
         for observer in list(self._observers):
             try:
                 observer(frame, result, decision)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("lane observer failed")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.config import Recipe
+from edge.inspector import Inspector
 from edge.regions import extract_regions
 from edge.types import Frame, InspectionResult
 from edge.verdict import decide
@@ -165,7 +166,6 @@ class ShadowEvaluator:
     def _ensure_worker(self) -> None:
         if self._worker is not None:
             return
-        from edge.inspector import Inspector
 
         live = self.live_inspector
         expert = _second_slot(live.expert) if self.candidate.expert == live.recipe.expert else None

@@ -35,8 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.mqtt.auth import apply_auth
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -245,9 +247,7 @@ class CommandListener:
 
     def __init__(self, cfg: Any, dispatcher: CommandDispatcher, client_id: str, host: str | None = None,
                  port: int | None = None):
-        import paho.mqtt.client as mqtt
 
-        from edge.mqtt.auth import apply_auth
 
         self.dispatcher = dispatcher
         self.host = host or cfg.host

@@ -12,6 +12,8 @@ import json
 import threading
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from edge.errors import IadError
 
 
@@ -33,7 +35,6 @@ def parse_host_port(text: str, default_port: int = 1883) -> tuple[str, int]:
 
 def read_status(host: str, port: int, topic: str, timeout_s: float = 5.0) -> dict[str, Any]:
     """Subscribe to ``topic`` and return the retained status JSON (waits at most ``timeout_s``)."""
-    import paho.mqtt.client as mqtt
 
     got: dict[str, Any] = {}
     done = threading.Event()
