@@ -8,6 +8,9 @@ import math
 import sys
 from pathlib import Path
 
+from edge.aspect import aspect_warning, inspected_size
+from edge.imageio import read_image
+
 log = logging.getLogger(__name__)
 
 
@@ -17,9 +20,6 @@ def _pct(value: float) -> str:
 
 def _aspect_warnings(recipe: object, dataset: object) -> list[str]:
     """The aspect-ratio warning of `calibrate`/`check`, once per category (from its first training image)."""
-    from edge.aspect import aspect_warning, inspected_size
-    from edge.imageio import read_image
-
     out = []
     for category in dataset.categories:  # type: ignore[attr-defined]
         if not category.train:
