@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([out])  # before any work: a bad --out costs one line, not a run
     recipe = load_recipe(args.recipe)
     paths = collect_inputs(args.inputs)
-    images = [(path, read_image(path)) for path in paths]  # all validated before any output
+    for path in paths:  # every input decoded once before any work, then read again one at a time (memory: one frame)
+        read_image(path)
     inspector = Inspector.from_recipe(recipe, bank_path=args.bank)
     for warning in inspector.bank_warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with output_set([out]) as staged:
         folder = staged.stage(out)
-        for number, (path, image) in enumerate(images, start=1):
+        for number, path in enumerate(paths, start=1):
+            image = read_image(path)
             result = inspector.inspect(image)
             record = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), **result.to_json()}
             write_text_atomic(folder / f"{path.stem}.json", json.dumps(record, indent=2) + "\n")
@@ -94,15 +96,15 @@ def run(args: argparse.Namespace) -> int:
             counts[result.verdict] = counts.get(result.verdict, 0) + 1
             rows.append({"image": str(path), "verdict": result.verdict, "score": round(float(result.score), 6),
                          "regions": len(result.regions), "reason": result.reason})
-            prefix = f"[{number}/{len(images)}] " if len(images) > 1 else ""
+            prefix = f"[{number}/{len(paths)}] " if len(paths) > 1 else ""
             print(f"{prefix}{path.name}: {result.verdict} score={result.score:.4f} regions={len(result.regions)} "
                   f"({result.timings['total']:.1f} ms) {result.reason}", flush=True)
-        summary = {"recipe": str(args.recipe), "images": len(images), **{k.lower(): v for k, v in counts.items()},
+        summary = {"recipe": str(args.recipe), "images": len(paths), **{k.lower(): v for k, v in counts.items()},
                    "image_score_threshold": recipe.thresholds.image_score, "pixel_threshold": recipe.thresholds.pixel,
                    "results": rows}
         write_text_atomic(folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
     seconds = time.perf_counter() - started
-    print(f"{count(len(images), 'image')}: {counts.get('NG', 0)} NG, {counts.get('OK', 0)} OK "
+    print(f"{count(len(paths), 'image')}: {counts.get('NG', 0)} NG, {counts.get('OK', 0)} OK "
           f"in {seconds:.1f} s; results and overlays in {args.out}/ ({SUMMARY})")
     return 0
 
