@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class FrameTooLargeError(BadFrameError):
     """A frame above the frame guard's limit (tiling.max_megapixels or its default from the bank)."""
 
 
-def check_bank_fits_recipe(bank: Bank, recipe: Recipe, path: Union[str, Path]) -> list[str]:
+def check_bank_fits_recipe(bank: Bank, recipe: Recipe, path: str | Path) -> list[str]:
     """Apply edge/bank_fit.py's rules: raise BankError on a refusal, log and return the warnings."""
     fit = compare(bank.meta, recipe)
     if fit.errors:
@@ -73,44 +73,44 @@ class PreparedRecipe:
 
     recipe: Recipe
     expert: Expert
-    bank: Optional[Bank]
-    bank_path: Optional[Path]
+    bank: Bank | None
+    bank_path: Path | None
     upload_bank: bool  # same expert, new bank: upload when committing
     warnings: list[str]
-    prototypes: Optional[Prototypes]
-    prototypes_key: tuple[Optional[Path], Stamp]
+    prototypes: Prototypes | None
+    prototypes_key: tuple[Path | None, Stamp]
     bank_stamp: Stamp
 
 
 class Inspector:
     """Holds the loaded expert, the installed bank and the current recipe."""
 
-    def __init__(self, recipe: Recipe, expert: Expert, bank: Optional[Bank] = None):
+    def __init__(self, recipe: Recipe, expert: Expert, bank: Bank | None = None):
         check_resolution(recipe, expert)
         self.recipe = recipe
         self.expert = expert
-        self.bank: Optional[Bank] = None
-        self.bank_path: Optional[Path] = None
+        self.bank: Bank | None = None
+        self.bank_path: Path | None = None
         self.bank_warnings: list[str] = []  # what edge/bank_fit.py found worth saying about the loaded bank
         self._bank_stamp: Stamp = None
-        self.prototypes: Optional[Prototypes] = None  # defect types, when rules.always_reject needs them
-        self._prototypes_key: tuple[Optional[Path], Stamp] = (None, None)
+        self.prototypes: Prototypes | None = None  # defect types, when rules.always_reject needs them
+        self._prototypes_key: tuple[Path | None, Stamp] = (None, None)
         self.prototypes, self._prototypes_key = self._prototypes_for(recipe)
         self._sizes_seen: set[tuple[int, int]] = set()
         # called as progress(tiles_done, tiles_total) during a frame of many tiles (the CLI's `inspect`; never the lane)
-        self.progress: Optional[Callable[[int, int], None]] = None
+        self.progress: Callable[[int, int], None] | None = None
         if bank is not None:
             self.set_bank(bank)
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, bank_path: Union[str, Path, None] = None, load_bank: bool = True) -> "Inspector":
+    def from_recipe(cls, recipe: Recipe, bank_path: str | Path | None = None, load_bank: bool = True) -> Inspector:
         """Load the expert named by the recipe and (unless ``load_bank`` is false) its bank."""
         inspector = cls(recipe, load_expert(recipe.expert))
         if load_bank:
             inspector.load_bank(bank_path or recipe.bank.path)
         return inspector
 
-    def load_bank(self, path: Union[str, Path]) -> None:
+    def load_bank(self, path: str | Path) -> None:
         bank = Bank.load(path)
         bank.check_fits(self.expert, path)
         self.bank_warnings = check_bank_fits_recipe(bank, self.recipe, path)
@@ -124,7 +124,7 @@ class Inspector:
         self.expert.set_bank(bank.features)
         self.bank = bank
 
-    def _prototypes_for(self, recipe: Recipe) -> tuple[Optional[Prototypes], tuple[Optional[Path], Stamp]]:
+    def _prototypes_for(self, recipe: Recipe) -> tuple[Prototypes | None, tuple[Path | None, Stamp]]:
         """The defect-type prototypes ``recipe`` needs (for ``rules.always_reject``), reloaded only when the file changed.
 
         Held like the bank: loaded at start and on a recipe update, never stat()ed per
@@ -145,7 +145,7 @@ class Inspector:
         """Apply a new recipe at once (:meth:`prepare_recipe` then :meth:`commit_recipe`); for callers without frames in flight."""
         self.commit_recipe(self.prepare_recipe(recipe))
 
-    def prepare_recipe(self, recipe: Recipe) -> "PreparedRecipe":
+    def prepare_recipe(self, recipe: Recipe) -> PreparedRecipe:
         """Load everything a new recipe needs, without touching what frames use (safe beside :meth:`inspect`).
 
         A changed ``expert`` section loads the new expert (and uploads its bank to
@@ -180,7 +180,7 @@ class Inspector:
         return PreparedRecipe(recipe, expert, bank, bank_path, upload, warnings, prototypes, prototypes_key,
                               file_stamp(bank_path) if bank_path else None)
 
-    def commit_recipe(self, prepared: "PreparedRecipe") -> None:
+    def commit_recipe(self, prepared: PreparedRecipe) -> None:
         """Swap in a prepared recipe (between frames: a reference swap, plus the bank upload for the same expert)."""
         if prepared.upload_bank and prepared.bank is not None:
             prepared.expert.set_bank(prepared.bank.features)
@@ -191,7 +191,7 @@ class Inspector:
         if old_expert is not prepared.expert:
             old_expert.close()
 
-    def discard_recipe(self, prepared: "PreparedRecipe") -> None:
+    def discard_recipe(self, prepared: PreparedRecipe) -> None:
         """Drop a prepared recipe that will not be committed (superseded, or the lane stopped): close its new expert."""
         if prepared.expert is not self.expert:
             prepared.expert.close()

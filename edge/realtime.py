@@ -23,7 +23,6 @@ import ctypes
 import logging
 import os
 import threading
-from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ _MCL_CURRENT, _MCL_FUTURE = 1, 2
 _warned: set[str] = set()
 
 
-def thread_sched(tid: Optional[int] = None) -> tuple[int, int, int]:
+def thread_sched(tid: int | None = None) -> tuple[int, int, int]:
     """(policy, rt_priority, nice) of thread ``tid`` of this process (default: the main thread), from /proc."""
     path = f"/proc/self/task/{tid}/stat" if tid else "/proc/self/stat"
     with open(path) as fh:
@@ -78,7 +77,7 @@ def background_thread() -> None:
         _warn_once("demote", "cannot move a background thread off the real-time policy (%s)", exc)
 
 
-def lock_memory() -> Optional[str]:
+def lock_memory() -> str | None:
     """``mlockall(MCL_CURRENT | MCL_FUTURE)``; None when locked, else why not (e.g. RLIMIT_MEMLOCK too small)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:

@@ -9,13 +9,14 @@ of K placeholder tokens, suffix token ids, then greedy decoding — so tests and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 
 
-def load_hf_causal_lm(hf_dir: Union[str, Path]) -> Any:
+def load_hf_causal_lm(hf_dir: str | Path) -> Any:
     """The checkpoint's causal LM in float32, eval mode (CPU)."""
     import torch
     from transformers import AutoModelForCausalLM

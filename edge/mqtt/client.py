@@ -41,8 +41,8 @@ from paho.mqtt.properties import Properties
 from edge.config.mqtt import MqttConfig
 from edge.mqtt.auth import apply_auth
 from edge.mqtt.outbox import Outbox
-from edge.realtime import background_thread
 from edge.mqtt.topics import Topics
+from edge.realtime import background_thread
 
 log = logging.getLogger(__name__)
 

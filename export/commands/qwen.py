@@ -17,7 +17,7 @@ def _quants(text: str) -> list[str]:
     return quants
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "qwen",
         help="Qwen checkpoint -> quantized GGUF for the assistant (verified with llama.cpp, with a manifest).",
