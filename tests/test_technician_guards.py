@@ -135,6 +135,35 @@ def test_the_lane_fails_safe_on_a_huge_frame_with_the_reason(tiny_recipe_path):
     assert "1.0 MP limit" in str(caught.value)
 
 
+def test_the_running_lane_decides_a_huge_frame_fail_safe_with_the_limit_in_the_reason(tiny_recipe_path):
+    """A real lane (no broker): the huge frame gets the fail-safe verdict and the reason; the next frame is inspected."""
+    import time
+
+    from edge.station import build_lane
+    from edge.types import Frame
+
+    recipe = load_recipe(tiny_recipe_path)
+    normal = synthetic_frames(1, defect=None, start=4000)[0].image
+
+    class _Camera:
+        def __iter__(self):
+            for i, image in enumerate((np.zeros((1100, 1000, 3), np.uint8), normal)):
+                yield Frame(image=image, trigger_id=700 + i, trigger_time=time.time())
+
+        def close(self):
+            pass
+
+    lane = build_lane(recipe, mqtt_enabled=False, source=_Camera(), pull=False)
+    decisions = []
+    lane.add_observer(lambda frame, result, decision: decisions.append(decision))
+    counters = lane.run()
+    assert counters["decisions"] == 2
+    huge, after = sorted(decisions, key=lambda d: d.trigger_id)
+    assert huge.fail_safe and huge.verdict == recipe.decision.fail_safe and huge.score is None
+    assert "bad frame: frame 1000x1100 (1.1 MP) is larger than the 1.0 MP limit" in huge.reason
+    assert not after.fail_safe and after.score is not None  # the line goes on
+
+
 # --------------------------------------------------------------------------- 5. aspect ratio
 def test_calibrate_and_check_warn_when_resize_squashes_an_elongated_frame(tmp_path, tiny_expert_dir, capsys):
     recipe = write_recipe(tmp_path, tiny_expert_dir, {"source": {"width": 224, "height": 560}}, name="tall.yaml")
