@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. The first matching prefix (most specific) decides a module's layer.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
-        "edge", "edge.types", "edge.errors", "edge.atomic", "edge.files", "edge.plugins", "edge.processes",
+        "edge", "edge.types", "edge.errors", "edge.atomic", "edge.files", "edge.plugins", "edge.processes", "edge.realtime",
         "edge.scoring", "edge.tiling", "edge.regions", "edge.verdict", "edge.bank", "edge.bank_fit",
         "edge.config", "edge.security", "edge.imageio", "edge.foreground", "edge.aspect", "edge.words",
         "edge.prototypes", "edge.overlay", "edge.outputs", "edge.generation",
@@ -48,7 +48,8 @@ def layer_of(module: str) -> str:
     best, best_len = None, -1
     for layer, prefixes in LAYERS.items():
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            matches = module == prefix or (prefix != "edge" and module.startswith(prefix + "."))
+            if matches and len(prefix) > best_len:
                 best, best_len = layer, len(prefix)
     if best is None:
         raise AssertionError(f"{module} is in no layer: add it to LAYERS here and to docs/architecture.md")
@@ -91,7 +92,9 @@ def violations(files: list[tuple[Path, str]]) -> list[str]:
                 found.append(f"{where}: {module} imports {target} (edge/ never imports {top})")
             elif top == "edge":
                 theirs = ORDER.index(layer_of(target))
-                if theirs > mine:
+                if module.startswith("edge.commands.") and target.startswith("edge.commands.") and target != module:
+                    found.append(f"{where}: {module} imports {target}: a command never imports a sibling command")
+                elif theirs > mine:
                     found.append(f"{where}: {module} ({ORDER[mine]}) imports {target} ({ORDER[theirs]}), an upper layer")
     return found
 
@@ -113,6 +116,9 @@ def test_the_check_catches_an_upward_import(tmp_path) -> None:
     problems = violations([(probe, "edge.verdict")])
     assert any("imports edge.lane.lane (lane), an upper layer" in p for p in problems), problems
     assert any("never imports torch" in p for p in problems), problems
+    sibling = tmp_path / "calibrate.py"
+    sibling.write_text("from edge.commands.schema import register\n")
+    assert any("sibling command" in p for p in violations([(sibling, "edge.commands.calibrate")]))
 
 
 @pytest.mark.parametrize("layer", ORDER)
