@@ -9,6 +9,12 @@ import sys
 from pathlib import Path
 
 from edge.aspect import aspect_warning, inspected_size
+from edge.config import load_recipe
+from edge.evaluation.compare import compare_table
+from edge.evaluation.datasets import load_dataset
+from edge.evaluation.operating_point import merge, operating_point, pct
+from edge.evaluation.report import MARKER, check_output_dir, write_report
+from edge.evaluation.runner import EvalOptions, evaluate
 from edge.imageio import read_image
 
 log = logging.getLogger(__name__)
@@ -66,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         if args.recipe or args.dataset:
             parser.error("--compare takes two metrics.json files and no RECIPE/DATASET")
-        from edge.evaluation.compare import compare_table
-
         print(compare_table(*args.compare))
         return 0
     if not (args.recipe and args.dataset and args.out):
@@ -76,12 +80,6 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--shots must be at least 1")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-
-    from edge.config import load_recipe
-    from edge.evaluation.datasets import load_dataset
-    from edge.evaluation.operating_point import merge, operating_point, pct
-    from edge.evaluation.report import MARKER, check_output_dir, write_report
-    from edge.evaluation.runner import EvalOptions, evaluate
 
     out = Path(args.out)
     check_output_dir(out, args.overwrite, MARKER)  # before the long run, not after it
