@@ -288,14 +288,17 @@ class MqttLink:
         generation = 0
         next_status = time.monotonic() + self.status_interval_s
         held_since: float | None = None
+        sent_held = False  # the last round sent a result past an expired hold: more may be waiting
         while True:
             # Held behind a frame in flight: sleep until the hold would expire; the lane wakes us as soon as
-            # the frame's decision is out (notify_result from Lane._set_busy), so there is no 200 Hz polling
-            # that takes CPU from the expert on a saturated lane.
+            # the frame's decision is out (notify_result from Lane._set_busy) and the post stage when a new
+            # result is queued, so a saturated lane is not polled (that CPU belongs to the expert).
+            timeout = 0.25
             if held_since is not None:
-                self._wake.wait(max(0.001, self.max_hold_s - (time.monotonic() - held_since)))
-            else:
-                self._wake.wait(0.25)
+                remaining = self.max_hold_s - (time.monotonic() - held_since)
+                timeout = remaining if remaining > 0 else (0.005 if sent_held else 0.25)
+            self._wake.wait(max(0.001, timeout))
+            sent_held = False
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -332,3 +335,4 @@ class MqttLink:
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break
                 inflight[info.mid] = row.id
+                sent_held = held_since is not None
