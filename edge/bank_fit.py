@@ -57,7 +57,7 @@ class Fit:
         return not self.errors
 
 
-def _roi_text(roi: list | None) -> str:
+def _roi_text(roi: list[int] | None) -> str:
     return "none (whole frame)" if not roi else f"x={roi[0]} y={roi[1]} {roi[2]}x{roi[3]}"
 
 

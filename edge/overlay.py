@@ -86,7 +86,7 @@ def render_overlay(
     # visible everywhere (faintly where the map is low), strong at and above the pixel threshold
     level = np.clip(anomaly_map / max(pixel_threshold, 1e-6), 0.0, 1.0)[..., None]
     alpha = 0.25 + 0.35 * level
-    out = (bgr.astype(np.float32) * (1.0 - alpha) + heat.astype(np.float32) * alpha).astype(np.uint8)
+    out: np.ndarray = (bgr.astype(np.float32) * (1.0 - alpha) + heat.astype(np.float32) * alpha).astype(np.uint8)
     s = _fit_scale(h, w, min_side, max_side)
     if s != 1.0:
         out = cv2.resize(out, (max(1, round(w * s)), max(1, round(h * s))),
