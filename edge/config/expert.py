@@ -42,6 +42,11 @@ class OnnxRuntimeExpertConfig(StrictModel):
     trt_fp16: bool = Field(True, description="Let the TensorRT execution provider use FP16 kernels.")
     trt_max_tiles: int = Field(8, ge=1, le=256, description="Largest tile batch in the TensorRT execution provider's profile.")
     trt_max_bank: int = Field(65536, ge=2, description="Largest memory bank in the TensorRT execution provider's profile.")
+    spin_wait: bool = Field(
+        False,
+        description="Let ONNX Runtime's worker threads busy-wait between runs. Off: on a 2-core station the spinning "
+        "took CPU from the lane's own threads and made the expert slower (docs/benchmarks.md).",
+    )
     min_fidelity: FidelityConfig = Field(
         default_factory=FidelityConfig,
         description="An INT8/FP16 expert (iad-export quantize) loads only if its manifest's measured fidelity meets this.",

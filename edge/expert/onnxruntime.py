@@ -81,6 +81,8 @@ class OnnxRuntimeExpert:
         options = ort.SessionOptions()
         options.intra_op_num_threads = cfg.threads
         options.inter_op_num_threads = 1
+        # Spinning workers burn a core between runs, while the lane's threads need it (see spin_wait).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.spin_wait else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(model_path), options, providers=provider_list(cfg, self.manifest))
