@@ -62,8 +62,24 @@ def prepare(workdir: Path, resolution: int, threads: int) -> tuple[Path, Path]:
     return expert_dir, gguf_dir / "tiny-qwen2-Q8_0.gguf"
 
 
+def prepare_region(workdir: Path, expert_dir: Path) -> tuple[Path, Path]:
+    """A tiny Qwen3.5 + projector trained (small budget) for this bench's expert; returns (gguf, projector.json)."""
+    from export.projector import export_projector
+    from export.qwen import build_tiny_qwen35
+
+    bundle = workdir / "region"
+    if not (bundle / "projector.json").is_file():
+        build_tiny_qwen35(workdir / "tiny-qwen3.5")
+        export_projector(workdir / "tiny-qwen3.5", expert_dir, ["synthetic:120"], bundle, train_llm=True, epochs=8,
+                         pre_tokenizer="qwen2")
+    import json
+
+    return bundle / json.loads((bundle / "projector.json").read_text())["llm"]["gguf"], bundle / "projector.json"
+
+
 def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, rate: float, threads: int,
-                 name: str, protected: bool, port: int = 1883, mqtt: bool = True, hard_yield: bool = True) -> Path:
+                 name: str, protected: bool, port: int = 1883, mqtt: bool = True, hard_yield: bool = True,
+                 projector: Path | None = None) -> Path:
     import yaml
 
     recipe = {
@@ -86,6 +102,8 @@ def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, r
             "hard_yield": protected and hard_yield,
         },
     }
+    if projector is not None:  # region tokens: the assistant injects each region as embeddings
+        recipe["assistant"]["projector"] = str(projector)
     path = workdir / f"recipe-{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
@@ -145,9 +163,11 @@ def feed(spool_dir: str, stop, fed) -> None:
     os.setpriority(os.PRIO_PROCESS, 0, 19)
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     spool = Path(spool_dir)
-    ng = SyntheticPartRenderer(224, 224, 3, seed=3).render(3000, defect="scratch").image
-    region = {"bbox": [80, 50, 130, 80], "area_px": 600, "centroid": [105.0, 65.0], "peak": 0.3, "mean": 0.2,
-              "location": "top", "rejects": True}
+    frame = SyntheticPartRenderer(224, 224, 3, seed=3).render(3000, defect="scratch")
+    ng = frame.image
+    ys, xs = np.nonzero(frame.ground_truth)  # the defect's own box: the assistant's twin inspection finds it there
+    region = {"bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], "area_px": int(len(xs)),
+              "centroid": [float(xs.mean()), float(ys.mean())], "peak": 0.3, "mean": 0.2, "location": "top", "rejects": True}
     while not stop.is_set():
         if len(list(spool.glob("*.json"))) + len(list(spool.glob("*.work"))) < 3:
             write_job(spool, {"kind": "explain", "session": "bench", "trigger_id": fed.value, "verdict": "NG",
@@ -167,6 +187,8 @@ def main() -> int:
     ap.add_argument("--no-hard-yield", action="store_true",
                     help="Protected phases without the SIGSTOP freeze (assistant.hard_yield: false): flag + priority only.")
     ap.add_argument("--workdir", type=Path, help="Reuse models and bank from this folder.")
+    ap.add_argument("--region-tokens", action="store_true",
+                    help="The assistant explains with region-token injection (tiny Qwen3.5 + projector, trained first).")
     args = ap.parse_args()
 
     from edge.assistant.supervisor import AssistantSupervisor
@@ -175,6 +197,9 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="iad-bench-isolation-"))
     workdir.mkdir(parents=True, exist_ok=True)
     expert_dir, gguf = prepare(workdir, args.resolution, args.threads)
+    projector = None
+    if args.region_tokens:
+        gguf, projector = prepare_region(workdir, expert_dir)
     broker = MosquittoBroker(workdir=workdir / "mosquitto").start() if find_mosquitto() else None
     port = broker.port if broker else 1883
     phases = {"idle": [], "saturated": [], "unprotected": []}
@@ -184,7 +209,7 @@ def main() -> int:
         for name, protected in plan:
             recipe = write_recipe(workdir, expert_dir, gguf, args.resolution, args.rate, args.threads,
                                   "p" if protected else "u", protected, port, broker is not None,
-                                  hard_yield=not args.no_hard_yield)
+                                  hard_yield=not args.no_hard_yield, projector=projector)
             sup = AssistantSupervisor(recipe, ["--no-mqtt"] if broker is None else ["--mqtt-port", str(port)],
                                       log_path=workdir / "assistant.log").start()
             time.sleep(3.0)  # model loaded, priority applied, idle
@@ -207,7 +232,8 @@ def main() -> int:
             BusySignal(flag).unlink()
 
     print(f"\nlane latency, trigger -> decision ({args.frames} frames x {args.rounds} rounds at {args.rate:g} Hz, "
-          f"tiny expert @{args.resolution}, tiny Qwen2 GGUF, broker: {'mosquitto' if broker else 'none'})")
+          f"tiny expert @{args.resolution}, {'tiny Qwen3.5 + region tokens' if projector else 'tiny Qwen2 GGUF'}, "
+          f"broker: {'mosquitto' if broker else 'none'})")
     print(f"{'assistant':<12}{'p50 ms':>10}{'p99 ms':>10}{'frames':>8}")
     for name, lat in phases.items():
         if lat:

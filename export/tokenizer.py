@@ -52,12 +52,27 @@ Quality engineers read the explanation, technicians adjust the thresholds, opera
 """
 
 
-def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384, vision: bool = False) -> dict[str, int]:
+def answer_text() -> str:
+    """The region answers' vocabulary as training text: JSON keys, 3×3 locations, defect types, severities.
+
+    With it, the tokenizer learns whole-word merges for them: an answer is ~20
+    tokens instead of ~35, which halves the training cost of the tiny Qwen3.5
+    and makes each answer slot (e.g. the location) hinge on one or two tokens.
+    """
+    from edge.assistant.projector import LOCATIONS, SEVERITIES, answer_text as one
+
+    types = ("scratch", "spot", "crack", "missing", "dent", "stain", "contamination")
+    lines = [one(loc, t, sev) for loc in LOCATIONS for t in types for sev in SEVERITIES]
+    return "\n".join(lines) + "\nRegion: \nuser\nassistant\n" * 20
+
+
+def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384, vision: bool = False, answers: bool = False) -> dict[str, int]:
     """Train the tiny tokenizer and save it as a Hugging Face fast tokenizer in ``out_dir``.
 
     Returns the ids of the special tokens plus ``"n_vocab"``, the vocabulary
     size including them (the model's embedding table needs at least this many
-    rows). ``vision`` adds Qwen2-VL's vision marker tokens.
+    rows). ``vision`` adds Qwen2-VL's vision marker tokens; ``answers`` also
+    trains on the region answers' vocabulary (:func:`answer_text`).
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -76,7 +91,8 @@ def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 384, vision: bool = Fa
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(TRAINING_TEXT.splitlines(), trainer=trainer)
+    text = TRAINING_TEXT + (answer_text() if answers else "")
+    tok.train_from_iterator(text.splitlines(), trainer=trainer)
     # Special tokens go after the learned vocabulary, as in Qwen's tokenizer.
     specials = SPECIAL_TOKENS + (VISION_TOKENS if vision else [])
     tok.add_special_tokens(specials)

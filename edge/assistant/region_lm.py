@@ -20,10 +20,10 @@ Yielding: every chunk of the prefill (16 tokens, or the K region embeddings)
 and every generated token is preceded by ``should_pause()`` checks, so the
 injected prefill yields to the real-time lane like the text prompt does.
 
-Extra weight buffers (llama.cpp's repack/AMX CPU kernels) are off for the
-hybrid Qwen3.5 architecture: on a CPU with AMX the AMX matmul crashed
-(SIGSEGV in ``ggml_backend_amx_mul_mat``) on a Q8_0 Qwen3.5, measured with
-llama-cpp-python 0.3.36; they stay on for the other architectures.
+Extra weight buffers (llama.cpp's repack/AMX CPU kernels) are off by default:
+on a CPU with AMX the AMX matmul crashed (SIGSEGV in ``ggml_backend_amx_mul_mat``)
+on Q8_0 files — a tiny Qwen3.5, and a tiny Qwen2 with wider random weights —
+measured with llama-cpp-python 0.3.36. ``extra_buffers=True`` turns them on.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class RegionLM:
         n_ctx: int = 512,
         threads: int = 1,
         gpu_layers: int = 0,
-        extra_buffers: bool | None = None,
+        extra_buffers: bool = False,
         check_sha256: bool = True,
         verify: bool = True,
         verbose: bool = False,
@@ -105,7 +105,7 @@ class RegionLM:
         lc.llama_backend_init()
         mp = lc.llama_model_default_params()
         mp.n_gpu_layers = gpu_layers
-        mp.use_extra_bufts = (self.arch not in _HYBRID_ARCHS) if extra_buffers is None else bool(extra_buffers)
+        mp.use_extra_bufts = bool(extra_buffers)
         self.model = lc.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self.model:
             raise ModelLoadError(f"{self.path}: llama.cpp could not load it")
@@ -146,6 +146,12 @@ class RegionLM:
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def meta(self, key: str) -> str:
+        """A GGUF metadata value as text ('' when absent)."""
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self._lc.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else ""
 
     def is_eog(self, token: int) -> bool:
         return bool(self._lc.llama_vocab_is_eog(self.vocab, token))

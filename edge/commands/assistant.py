@@ -59,7 +59,14 @@ def run(args: argparse.Namespace) -> int:
     busy = BusySignal(cfg.busy_signal or signal_name(recipe.line, recipe.station))
     explainer = None
     if args.model or cfg.model:
-        explainer = Explainer.from_config(cfg, model=args.model, mmproj=args.mmproj, should_pause=busy.busy)
+        if cfg.projector:  # region tokens: the model reads each region from injected embeddings
+            from edge.assistant.region_explain import RegionExplainer
+            from edge.expert.manifest import manifest_path_for
+
+            explainer = RegionExplainer.from_config(cfg, manifest_path_for(recipe.expert.model), model=args.model,
+                                                    should_pause=busy.busy)
+        else:
+            explainer = Explainer.from_config(cfg, model=args.model, mmproj=args.mmproj, should_pause=busy.busy)
     service = AssistantService(recipe, explainer=explainer, busy=busy)
     service.priority = applied
     stop = threading.Event()

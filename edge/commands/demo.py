@@ -134,14 +134,18 @@ def ensure_gguf(recipe: Any) -> bool:
     model = Path(recipe.assistant.model) if recipe.assistant.model else None
     if model is None:
         return False
-    if model.exists() and (model.parent / MANIFEST_NAME).exists():
+    projector = Path(recipe.assistant.projector) if recipe.assistant.projector else None
+    if model.exists() and (model.parent / MANIFEST_NAME).exists() and (projector is None or projector.exists()):
         return True
     missing = [name for name in ("llama_cpp", "torch") if importlib.util.find_spec(name) is None]
     if missing:  # quantize + verify need llama_cpp, the export needs torch
         print(f"[demo] assistant lane skipped: {missing[0]} is not installed (pip install -e '.[export,assistant]')", flush=True)
         return False
-    print(f"[demo] building the tiny random Qwen2 GGUF into {model.parent}/ (once) ...", flush=True)
-    status, tail = _iad_export(["qwen", "--tiny", "--quant", "Q8_0", "--out", str(model.parent)])
+    if recipe.assistant.projector is not None:
+        status, tail = _build_region_model(recipe, model)
+    else:
+        print(f"[demo] building the tiny random Qwen2 GGUF into {model.parent}/ (once) ...", flush=True)
+        status, tail = _iad_export(["qwen", "--tiny", "--quant", "Q8_0", "--out", str(model.parent)])
     if status != 0:
         why = f"iad-export exit {status}" + (" (killed by a signal)" if status < 0 else "")
         print(f"[demo] assistant lane skipped: the tiny GGUF could not be built ({why}; last output: "
@@ -152,6 +156,22 @@ def ensure_gguf(recipe: Any) -> bool:
         print(f"[demo] assistant lane skipped: the export wrote no {model.name}", flush=True)
         return False
     return True
+
+
+def _build_region_model(recipe: Any, model: Path) -> tuple[int, str]:
+    """The tiny Qwen3.5 + region projector, trained jointly on synthetic parts of the demo's own look (once, minutes)."""
+    out = model.parent
+    base = out / "base"
+    print(f"[demo] training the tiny Qwen3.5 + region projector on synthetic parts into {out}/ (once, a few minutes) ...",
+          flush=True)
+    status, tail = _iad_export(["qwen", "--tiny-arch", "qwen3.5", "--quant", "F16", "--out", str(base),
+                                "--keep-hf", str(base / "tiny-qwen3.5")])
+    if status != 0:
+        return status, tail
+    src = recipe.source
+    return _iad_export(["projector", "--llm", str(base / "tiny-qwen3.5"), "--expert", str(Path(recipe.expert.model).parent),
+                        "--recipe", str(recipe.source_path), "--data", f"synthetic:240:{src.seed}:{src.width}x{src.height}",
+                        "--train-llm", "--epochs", "12", "--pre-tokenizer", "qwen2", "--out", str(out)])
 
 
 class _Subscriber:
@@ -207,8 +227,10 @@ class _Explanations:
             return
         for exp in body.get("explanations", []):
             words = " ".join(str(exp.get("description", "")).split())[:70]
+            claims = (f" model says {exp.get('model_defect_type')} at {exp.get('model_location')} "
+                      f"({'consistent' if exp.get('consistent') else 'CONTRADICTS the mask'})" if "consistent" in exp else "")
             print(f"[assistant] #{trigger} region {exp.get('region')}: {exp.get('defect_type')} at {exp.get('location')} "
-                  f"bbox {exp.get('bbox')} severity {exp.get('severity')} ({exp.get('source')}) \"{words}\"", flush=True)
+                  f"bbox {exp.get('bbox')} severity {exp.get('severity')} ({exp.get('source')}){claims} \"{words}\"", flush=True)
 
     def wait_for(self, triggers: set[int], timeout: float) -> set[int]:
         """Wait until every trigger in ``triggers`` is answered (or the timeout); return those still missing."""
@@ -331,8 +353,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[demo] a subscriber plays the PLC on {topics.decision}", flush=True)
                 if station.assistant is not None:
                     explanations = _Explanations(host, port, topics.explanation)
-                    print("[demo] explanations come from a tiny RANDOM language model: its words are noise, but "
-                          "defect location and bbox are always the region's own", flush=True)
+                    if recipe.assistant.projector is not None:
+                        print("[demo] explanations come from a tiny Qwen3.5 trained on synthetic parts only: it reads each "
+                              "region from injected region tokens; location and bbox stay the mask's, the model's own claims "
+                              "are model_location/model_defect_type (consistent: whether they agree)", flush=True)
+                    else:
+                        print("[demo] explanations come from a tiny RANDOM language model: its words are noise, but "
+                              "defect location and bbox are always the region's own", flush=True)
                     print("[demo] waiting for the assistant to load its model before the first part ...", flush=True)
                     if not _wait_assistant_ready(host, port, f"{topics.status}/assistant", started_at, args.explain_wait):
                         print(f"[demo] the assistant did not report ready within {args.explain_wait:.0f} s; "

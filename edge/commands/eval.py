@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --out folder that is not an earlier eval report.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars (logs, CI).")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="Print two metrics.json side by side.")
+    parser.add_argument("--understanding", action="store_true",
+                        help="Also ask the recipe's assistant model (with its projector) about every defective image: location "
+                             "and type accuracy with region tokens from predicted and oracle regions, and without them (ablation).")
     parser.set_defaults(func=run, _parser=parser)
 
 
@@ -91,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(
         shots=args.shots, seeds=args.seeds, seed=args.seed, worst=args.worst, progress=not args.no_progress
     )
+    reader = _understanding_reader(recipe, dataset) if args.understanding else None  # bad input fails before the run
     result = evaluate(recipe, dataset, options)
+    if reader is not None:
+        from edge.evaluation.understanding import evaluate_understanding
+
+        try:
+            result.understanding = evaluate_understanding(reader, recipe, dataset, progress=not args.no_progress)
+        finally:
+            reader.close()
     write_report(result, out, overwrite=args.overwrite)
     shown = ("image_auroc", "pixel_auroc", "aupro", "location_accuracy")
     print(f"{'category':<24}" + "".join(f"{name:>19}" for name in shown))
@@ -103,5 +114,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"at the recipe's thresholds (image_score {recipe.thresholds.image_score:g}, pixel {recipe.thresholds.pixel:g}): "
           f"false-reject rate {pct(op['false_reject_rate'])} ({op['rejected_good']}/{good} good parts rejected), "
           f"escape rate {pct(op['escape_rate'])} ({op['escaped_defective']}/{bad} defective parts passed)")
+    u = getattr(result, "understanding", None)
+    if u is not None:
+        for cond in ("predicted", "oracle", "ablation"):
+            c = u[cond]
+            print(f"understanding {cond:<10} location {_pct_or_na(c['location_accuracy'])}  type {_pct_or_na(c['type_accuracy'])}  n={c['n']}")
     print(f"report: {out / 'report.md'}")
     return 0
+
+
+def _pct_or_na(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _understanding_reader(recipe, dataset):  # type: ignore[no-untyped-def]
+    """The recipe's model + projector, checked, and every defective test image's mask present: before the long run."""
+    from edge.assistant.region_reader import RegionReader
+    from edge.evaluation.datasets import DatasetError
+    from edge.expert.manifest import manifest_path_for
+
+    cfg = recipe.assistant
+    if cfg.model is None or cfg.projector is None:
+        raise DatasetError(f"{recipe.source_path}: --understanding needs assistant.model and assistant.projector in the recipe "
+                           "(build them with `iad-export projector`)")
+    for category in dataset.categories:
+        missing = [s.path for s in category.test if s.label == 1 and s.mask is None]
+        if missing:
+            raise DatasetError(f"{missing[0]}: defective test image without a ground-truth mask ({len(missing)} in "
+                               f"{category.name!r}); --understanding needs masks for the true locations")
+    return RegionReader(cfg.projector, cfg.model, manifest_path_for(recipe.expert.model), threads=cfg.threads)

@@ -332,6 +332,11 @@ def write_report(result: EvalResult, out: str | Path, overwrite: bool = False) -
     out = Path(out)
     with staged_dir(out, overwrite, marker=MARKER) as staging:
         doc = metrics_document(result)
+        understanding = getattr(result, "understanding", None)  # set by `iad-edge eval --understanding`
+        if understanding is not None:
+            doc["understanding"] = {k: v for k, v in understanding.items() if k != "answers"}
+            (staging / "understanding_answers.json").write_text(json.dumps(understanding.get("answers", []), indent=1) + "\n",
+                                                                 encoding="utf-8")
         (staging / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         write_scores(result, staging / "scores.csv", all_seeds=False)
         if result.options.seeds > 1:
@@ -344,5 +349,10 @@ def write_report(result: EvalResult, out: str | Path, overwrite: bool = False) -
             file = f"worst_{_safe_name(cat.name)}.png"
             if plot_worst(result, staging / file, i):
                 worst_files[cat.name] = file
-        (staging / "report.md").write_text(report_markdown(result, doc, worst_files), encoding="utf-8")
+        markdown = report_markdown(result, doc, worst_files)
+        if understanding is not None:
+            from edge.evaluation.understanding import understanding_markdown
+
+            markdown += understanding_markdown(doc["understanding"])
+        (staging / "report.md").write_text(markdown, encoding="utf-8")
     return sorted(out.iterdir())

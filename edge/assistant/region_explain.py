@@ -1,0 +1,126 @@
+"""Explanations from region tokens: the model's own claims beside the mask's authoritative geometry.
+
+With ``assistant.projector`` set, each NG region's evidence vector is projected
+to K embeddings and injected into the prompt (:class:`RegionReader`); the model
+answers location, defect type and severity under a grammar. The explanation
+keeps ``location`` and ``bbox`` from the mask (authoritative: they drive the
+verdict and the overlay) and adds what the model said as ``model_location``,
+``model_defect_type``, ``model_severity``, with ``consistent`` = the model's
+location equals the mask's. A contradiction is flagged (``consistent: false``,
+and counted on ``status`` by the assistant service), never overwritten.
+
+Same interface as :class:`edge.assistant.explain.Explainer` (``explain``,
+``close``, ``model_path``, ``vision``), so the assistant service uses either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from edge.assistant.explain import Explanation, fallback_explanation
+from edge.assistant.region_reader import RegionReader
+
+log = logging.getLogger(__name__)
+
+
+class RegionExplainer:
+    """Explanations of regions read by the language model from injected region tokens."""
+
+    vision = False  # the region tokens replace the image crop; an mmproj is not used on this path
+    mmproj = None
+
+    def __init__(
+        self,
+        model: Union[str, Path],
+        projector: Union[str, Path],
+        expert_manifest: Optional[Union[str, Path]],
+        *,
+        threads: int = 1,
+        gpu_layers: int = 0,
+        budget_s: float = 30.0,
+        should_pause: Optional[Callable[[], bool]] = None,
+        check_sha256: bool = True,
+    ):
+        self.model_path = Path(model)
+        self.budget_s = budget_s
+        self._should_pause = should_pause
+        self._pause_until = 0.0
+        self._paused_s = 0.0
+        self.reader = RegionReader(projector, model, expert_manifest, threads=threads, gpu_layers=gpu_layers,
+                                   should_pause=self._wait_while_busy if should_pause else None, check_sha256=check_sha256)
+        self.feature_dim = self.reader.projector.feature_dim
+
+    @classmethod
+    def from_config(cls, cfg: Any, expert_manifest: Optional[Union[str, Path]], model: Union[str, Path, None] = None,
+                    should_pause: Optional[Callable[[], bool]] = None) -> "RegionExplainer":
+        from edge.assistant.explain import ExplanationError
+
+        model = model or cfg.model
+        if model is None:
+            raise ExplanationError("no GGUF model: set assistant.model in the recipe or pass --model FILE.gguf")
+        return cls(model, cfg.projector, expert_manifest, threads=cfg.threads, gpu_layers=cfg.gpu_layers,
+                   budget_s=cfg.job_budget_s, should_pause=should_pause)
+
+    def _wait_while_busy(self) -> bool:
+        """Called before every prefill chunk and token: sleep while the lane is busy (up to the answer's deadline)."""
+        if self._should_pause is None:
+            return False
+        t = time.monotonic()
+        while self._should_pause() and time.monotonic() < self._pause_until:
+            time.sleep(0.001)
+        self._paused_s += time.monotonic() - t
+        return False
+
+    def explain(self, ev: dict[str, Any], images: Optional[Sequence[np.ndarray]] = None,
+                deadline: Optional[float] = None, vector: Optional[np.ndarray] = None) -> dict[str, Any]:
+        """Explain one region from its evidence vector (``vector``; see :func:`edge.assistant.projector.evidence_vector`)."""
+        start = time.monotonic()
+        end = start + self.budget_s if deadline is None else min(deadline, start + self.budget_s)
+        if vector is None:
+            return fallback_explanation(ev, "no region tokens: the frame or the region's feature was not available")
+        self._pause_until, self._paused_s = end, 0.0
+        try:
+            answer = self.reader.ask(vector, deadline=end)
+        except Exception as exc:  # noqa: BLE001 - a failing model must not kill the assistant loop
+            log.warning("region explanation failed: %s", exc)
+            return fallback_explanation(ev, f"{type(exc).__name__}: {exc}")
+        claims = answer["claims"]
+        if claims is None:
+            out = fallback_explanation(ev, f"the model's answer was cut off ({answer['finish']})")
+            out["raw"] = answer["text"][:200]
+            return out
+        consistent = claims["location"] == ev["location"]
+        area = f"{ev['area_mm2']:.3g} mm2" if ev.get("area_mm2") is not None else f"{ev['area_px']} px"
+        description = f"{claims['defect_type'].capitalize()} ({claims['severity']}) at the {claims['location']} of the part"
+        if not consistent:
+            description += f"; the model places it differently from the mask ({ev['location']})"
+        out: dict[str, Any] = {
+            "region": ev["region"],
+            "defect_type": claims["defect_type"],
+            "severity": claims["severity"],
+            "description": description + ".",
+            "evidence": f"{self.reader.projector.tokens} region tokens: peak {ev['peak']:.3f}, mean {ev['mean']:.3f}, area {area}",
+            "source": "model",
+            "location": ev["location"],
+            "bbox": list(ev["bbox"]),
+            "model_location": claims["location"],
+            "model_defect_type": claims["defect_type"],
+            "model_severity": claims["severity"],
+            "consistent": consistent,
+            "region_tokens": self.reader.projector.tokens,
+            "candidates": ev.get("candidates", []),
+            "finish": answer["finish"],
+            "tokens": len(answer["tokens"]),
+            "elapsed_ms": round((time.monotonic() - start) * 1000, 1),
+            "paused_ms": round(self._paused_s * 1000, 1),
+        }
+        Explanation.model_validate(out)
+        return out
+
+    def close(self) -> None:
+        self.reader.close()
