@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._models import exported_expert
-from bench.lane import Plc, ReplaySource, _expert_only, _pct
+from bench.lane import Plc, ReplaySource, _expert_only, _pct, _thread_cpu
 
 
 def _write_recipe(workdir: Path, model: Path, resolution: int, threads: int, broker_port: int) -> Path:
@@ -191,17 +191,30 @@ def _run(recipe: Any, recipe_path: Path, inspector: Any, broker: Any, frames: in
     overhead: list[float] = []  # latency minus this frame's own expert time: the part the plant outputs could add to
     station.lane.add_observer(lambda f, r, d: (latencies.append(d.latency_ms),
                                                overhead.append(d.latency_ms - d.timings.get("expert", 0.0))))
+    cpu_process = time.process_time()
+    cpu_threads = _thread_cpu()
+    cpu_console = _proc_cpu(console.pid) if console is not None else 0.0
     station.start(frames)
     station.wait()
     deadline = time.monotonic() + 30
     while len(latencies) < frames and time.monotonic() < deadline:
         time.sleep(0.01)
     counters = station.lane.counters.snapshot()
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    after = _thread_cpu()
+    sparkplug_cpu = sum(after[tid] - cpu_threads.get(tid, 0.0) for tid, name in names.items()
+                        if tid in after and (name.startswith("sparkplug") or "iad-spb" in name))
+    post_cpu = sum(after[tid] - cpu_threads.get(tid, 0.0) for tid, name in names.items() if tid in after and name == "lane-post")
+    cpu = {"process_ms_per_decision": 1000.0 * (time.process_time() - cpu_process) / max(1, len(latencies)),
+           "sparkplug_threads_ms_per_decision": 1000.0 * sparkplug_cpu / max(1, len(latencies)),
+           "lane_post_ms_per_decision": 1000.0 * post_cpu / max(1, len(latencies))}
+    if console is not None:
+        cpu["console_process_ms_per_decision"] = 1000.0 * (_proc_cpu(console.pid) - cpu_console) / max(1, len(latencies))
     station.stop()
     time.sleep(0.3)
     plc.close()
     out = {"lane": latencies, "overhead": overhead, "plc": list(plc.latencies), "fail_safe": counters.get("fail_safe", 0),
-           "p99": _pct(latencies, 0.99)}
+           "p99": _pct(latencies, 0.99), "cpu": cpu}
     if clients is not None:
         stdout, _ = clients.communicate("", timeout=30)
         out.update(json.loads(stdout.strip().splitlines()[-1]))
@@ -210,6 +223,15 @@ def _run(recipe: Any, recipe_path: Path, inspector: Any, broker: Any, frames: in
         console.wait(20)
         console.stderr.close()
     return out
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of another process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _start_console(recipe_path: Path, broker: Any) -> tuple[subprocess.Popen, int]:
@@ -289,6 +311,9 @@ def main() -> int:
                       "overhead_p50": statistics.median(over), "overhead_p99": _pct(over, 0.99),
                       "p99_per_round": [round(r["p99"], 1) for r in runs[name]],
                       "fail_safe": sum(r["fail_safe"] for r in runs[name])}
+    for name in ("plain", "plant"):
+        for key in runs[name][0]["cpu"]:
+            rows[name][f"cpu_{key}"] = statistics.median(r["cpu"][key] for r in runs[name])
     rows["plant"]["ddata_received"] = sum(r["ddata"] for r in runs["plant"])
     rows["plant"]["scrapes"] = sum(r["scrapes"] for r in runs["plant"])
     rows["plant"]["console_sse_decisions"] = sum(r["sse_decisions"] for r in runs["plant"])
@@ -314,6 +339,12 @@ def main() -> int:
           "the part Sparkplug/metrics/console could add to, and less sensitive to other load on the machine.")
     print(f"plant: {rows['plant']['ddata_received']} DDATA at the SCADA subscriber, {rows['plant']['scrapes']} scrapes, "
           f"{rows['plant']['console_sse_decisions']} decisions streamed to the console client")
+    print("CPU per decision (median over rounds; CPU time, unlike latency, barely moves with other load): station "
+          f"process {rows['plain']['cpu_process_ms_per_decision']:.1f} ms plain vs "
+          f"{rows['plant']['cpu_process_ms_per_decision']:.1f} ms plant; in the plant runs Sparkplug's threads "
+          f"{rows['plant']['cpu_sparkplug_threads_ms_per_decision']:.2f} ms, the lane's post thread "
+          f"{rows['plant']['cpu_lane_post_ms_per_decision']:.2f} ms (plain {rows['plain']['cpu_lane_post_ms_per_decision']:.2f}), "
+          f"the console process {rows['plant']['cpu_console_process_ms_per_decision']:.2f} ms (nice 10)")
     print(f"lane p99 ratio plant/plain: {p99_ratio:.3f} (target <= 1.05); p50 ratio {p50_ratio:.3f}; PLC p99 ratio "
           f"{plc_ratio:.3f}; non-expert p99 ratio {overhead_ratio:.3f}; median of per-round p99 ratios {paired:.3f}")
     if args.json:
