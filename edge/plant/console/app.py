@@ -1,7 +1,8 @@
 """The console's HTTP API and page (Starlette; served by uvicorn in `iad-edge console`).
 
 Read-only for everybody: ``/`` (the page), ``/api/state``, ``/api/events`` (server-sent
-events: decision, status, assistant, explanation), ``/api/ng``, archive images,
+events: a snapshot of the recent decisions and the status first, then decision, status,
+assistant, explanation), ``/api/ng``, archive images,
 ``/api/recipe``, ``/api/calibration`` and its plots, ``/api/check`` (validates
 a text, changes nothing). Changing something needs a login: ``/api/apply``.
 POST bodies are size-limited while they are read; every refusal is one JSON
@@ -101,10 +102,14 @@ def create_app(ctx: ConsoleContext) -> Starlette:
 
     async def events(request: Request) -> Response:
         q = ctx.feed.subscribe()
+        # Taken right after subscribing, with no await in between: every decision is either in the snapshot or
+        # queued after it (the MQTT thread hands messages to this event loop), never lost in a gap, never twice.
+        snapshot = {"decisions": list(ctx.feed.decisions)[:50], "status": ctx.feed.status}
 
         async def stream() -> AsyncIterator[bytes]:
             try:
                 yield b"retry: 1000\n\n"
+                yield f"event: snapshot\ndata: {json.dumps(snapshot, default=str)}\n\n".encode()
                 while True:
                     try:
                         event, data = await asyncio.wait_for(q.get(), timeout=15)

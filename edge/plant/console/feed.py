@@ -103,9 +103,24 @@ class StationFeed:
                 self.lost_events += 1
 
     def _emit(self, event: str, data: dict[str, Any]) -> None:
+        """Record and fan out on the event loop's thread, so a browser's snapshot and its queue never overlap."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._fan_out, event, data)
+            loop.call_soon_threadsafe(self._record_and_fan_out, event, data)
+        else:
+            self._record(event, data)
+
+    def _record_and_fan_out(self, event: str, data: dict[str, Any]) -> None:
+        self._record(event, data)
+        self._fan_out(event, data)
+
+    def _record(self, event: str, data: dict[str, Any]) -> None:
+        if event == "decision":
+            self.decisions.appendleft(data)
+        elif event == "status":
+            self.status = data
+        elif event == "assistant":
+            self.assistant_status = data
 
     # ------------------------------------------------------------------ MQTT
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -121,7 +136,6 @@ class StationFeed:
                 body = parse_decision(msg.payload)
                 if body is not None:
                     body["received_at"] = time.time()
-                    self.decisions.appendleft(body)
                     self._emit("decision", body)
                 return
             body = json.loads(msg.payload)
@@ -130,10 +144,8 @@ class StationFeed:
         if not isinstance(body, dict):
             return
         if msg.topic == self.topics.status:
-            self.status = body
             self._emit("status", body)
         elif msg.topic == f"{self.topics.status}/assistant":
-            self.assistant_status = body
             self._emit("assistant", body)
         elif msg.topic == self.topics.explanation:
             key = f"{body.get('session')}/{body.get('trigger_id')}"

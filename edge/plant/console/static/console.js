@@ -28,6 +28,7 @@ function addDecision(d, fresh) {
   const row = document.createElement("tr");
   row.className = d.verdict + (fresh ? " fresh" : "");
   row.dataset.trigger = d.trigger_id;
+  row.dataset.shownAt = Date.now();  // when the page showed it (the tests compare it with the MQTT arrival time)
   for (const [cls, value] of [["trigger", d.trigger_id], ["verdict", d.verdict], ["score", fmt(d.score, 4)],
                               ["latency", fmt(d.latency_ms, 1)], ["reason", d.fail_safe ? "fail-safe: " + d.reason : (d.reason || "")]]) {
     const td = document.createElement("td");
@@ -300,8 +301,13 @@ async function start() {
   state.loggedIn = body.logged_in;
   showLogin();
   showStatus(body.status);
-  for (const d of (body.decisions || []).slice().reverse()) addDecision(d, false);
   const events = new EventSource("/api/events");
+  events.addEventListener("snapshot", (e) => {  // first message of every (re)connection: no gap, no duplicate
+    const snap = JSON.parse(e.data);
+    $("decisions").tBodies[0].replaceChildren();
+    for (const d of (snap.decisions || []).slice().reverse()) addDecision(d, false);
+    showStatus(snap.status);
+  });
   events.addEventListener("decision", (e) => addDecision(JSON.parse(e.data), true));
   events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
   events.addEventListener("explanation", () => scheduleNg());
