@@ -18,7 +18,9 @@ subscriber, per condition (pooled over rounds), and ``p99_ratio`` = plant / plai
 
     .venv/bin/python bench/plant.py [--frames 60] [--rounds 3] [--pace 0.6] [--resolution 224] [--threads 2] [--workdir DIR] [--json FILE]
 
-Needs the [export] extra (torch) to export the model, the [plant] extra and mosquitto.
+Needs the [export] extra (torch) to export the model, the [plant] extra and mosquitto. On a machine shared
+with other work, run it at the station unit's priority (`nice -n -5`, as systemd/iad-edge@.service), or
+the other load moves the p99 of both conditions far more than 5 % (docs/benchmarks.md).
 """
 
 from __future__ import annotations
