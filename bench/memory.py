@@ -143,14 +143,18 @@ def _child(args: list[str], required: bool = True) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- projection
 def project_llm(tiny: dict[str, Any], gguf_gb: float, layers: int, kv_layers: int, kv_heads: int, head_dim: int,
-                n_ctx: int) -> dict[str, Any]:
-    """RSS of a big GGUF from its size, its KV cache and the tiny model's measured runtime overhead."""
+                n_ctx: int, compute_mb: float) -> dict[str, Any]:
+    """RSS of a big GGUF: its size + KV cache + compute buffers + the tiny model's measured runtime overhead.
+
+    Inputs, not measurements: the file size, the architecture (KV layers, heads, head dim) and the compute
+    buffer (llama.cpp prints "CPU compute buffer size" when the context is created: take yours).
+    """
     kv_mb = 2 * kv_layers * kv_heads * head_dim * n_ctx * 2 / 2**20  # K and V, f16
-    overhead_mb = tiny["rss_mb"] - tiny["gguf_mb"]  # Python + llama.cpp + buffers of the tiny model
+    overhead_mb = tiny["rss_mb"] - tiny["gguf_mb"]  # Python + llama.cpp of the tiny model, measured
     weights_mb = gguf_gb * 1024.0
     return {"gguf_gb": gguf_gb, "layers": layers, "kv_layers": kv_layers, "kv_heads": kv_heads, "head_dim": head_dim,
-            "n_ctx": n_ctx, "weights_mb": weights_mb, "kv_cache_mb": kv_mb, "runtime_overhead_mb": overhead_mb,
-            "projected_rss_mb": weights_mb + kv_mb + overhead_mb}
+            "n_ctx": n_ctx, "weights_mb": weights_mb, "kv_cache_mb": kv_mb, "compute_buffer_mb": compute_mb,
+            "runtime_overhead_mb": overhead_mb, "projected_rss_mb": weights_mb + kv_mb + compute_mb + overhead_mb}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                              "attention with a constant-size state)")
     parser.add_argument("--llm-kv-heads", type=int, default=4)
     parser.add_argument("--llm-head-dim", type=int, default=256)
+    parser.add_argument("--llm-compute-mb", type=float, default=300.0,
+                        help="llama.cpp compute buffers of the big model (default 300: typical for ~4B at n_ubatch 512)")
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     generated = _child(["assistant", str(gguf), str(args.n_ctx), "generate"], required=False)
     tiny["generation"] = generated
     out["assistant"] = {"tiny": tiny, "projected_qwen35_4b_q4_k_m": project_llm(
-        tiny, args.llm_gguf_gb, args.llm_layers, args.llm_kv_layers, args.llm_kv_heads, args.llm_head_dim, args.n_ctx)}
+        tiny, args.llm_gguf_gb, args.llm_layers, args.llm_kv_layers, args.llm_kv_heads, args.llm_head_dim, args.n_ctx,
+        args.llm_compute_mb)}
     calib = [_child(["calibrate", str(fp32), str(n), str(workdir)]) for n in args.calib_images]
     (a, b) = calib
     slope = (b["peak_mb"] - a["peak_mb"]) / max(1, b["bank_rows"] - a["bank_rows"])  # MiB per bank row
@@ -225,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'assistant, tiny GGUF generating':<42} {generated['rss_mb']:>8.0f} {generated['peak_mb']:>8.0f}")
     proj = out["assistant"]["projected_qwen35_4b_q4_k_m"]
     print(f"{'assistant, Qwen3.5-4B Q4_K_M (projected)':<42} {proj['projected_rss_mb']:>8.0f}        -   "
-          f"= weights {proj['weights_mb']:.0f} + KV {proj['kv_cache_mb']:.0f} + overhead {proj['runtime_overhead_mb']:.0f}")
+          f"= weights {proj['weights_mb']:.0f} + KV {proj['kv_cache_mb']:.0f} + compute {proj['compute_buffer_mb']:.0f}"
+          f" + overhead {proj['runtime_overhead_mb']:.0f}")
     for c in calib:
         print(f"{'calibration, ' + str(c['bank_rows']) + ' rows (' + str(c['images']) + ' img x 8 rot)':<42} "
               f"{'':>8} {c['peak_mb']:>8.0f}")
