@@ -27,11 +27,11 @@ def _recipe_with_assistant(folder: Path, region_bundle: dict[str, Path]) -> Path
 
 @pytest.fixture(scope="session")
 def heldout_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Synthetic parts never seen in training (another dataset seed: other textures, defects, places)."""
-    from edge.evaluation.synthetic_dataset import write_synthetic_dataset
+    """Synthetic parts never seen in training: 60 defective parts of another product look (seed 8), 448x448."""
+    from export.projector import write_part_dataset
 
     out = tmp_path_factory.mktemp("heldout") / "parts"
-    write_synthetic_dataset(out, categories=3, train=8, test=40, seed=5)  # 20 defective parts per category
+    write_part_dataset(out, 60, seed=8, width=448, height=448)
     return out
 
 
@@ -57,12 +57,12 @@ def test_eval_understanding_unknown_types_are_null(tmp_path: Path, region_bundle
     import shutil
 
     data = tmp_path / "renamed"
-    shutil.copytree(heldout_parts / "part_color", data / "part_color")
+    shutil.copytree(heldout_parts / "part", data / "part")
     for sub in ("test", "ground_truth"):
-        (data / "part_color" / sub / "scratch").rename(data / "part_color" / sub / "gouge")
+        (data / "part" / sub / "scratch").rename(data / "part" / sub / "gouge")
     for sub in ("test", "ground_truth"):
         for kind in ("spot", "crack", "missing"):
-            shutil.rmtree(data / "part_color" / sub / kind)
+            shutil.rmtree(data / "part" / sub / kind)
     recipe = _recipe_with_assistant(tmp_path, region_bundle)
     proc = subprocess.run([sys.executable, "-m", "edge.cli", "eval", str(recipe), str(data), "--understanding",
                            "--out", str(tmp_path / "r"), "--no-progress"], capture_output=True, text=True)
@@ -76,8 +76,8 @@ def test_eval_understanding_needs_masks_and_a_projector(tmp_path: Path, region_b
     import shutil
 
     data = tmp_path / "nomask"
-    shutil.copytree(heldout_parts / "part_gray", data / "part_gray")
-    victim = sorted((data / "part_gray" / "ground_truth" / "spot").iterdir())[0]
+    shutil.copytree(heldout_parts / "part", data / "part")
+    victim = sorted((data / "part" / "ground_truth" / "spot").iterdir())[0]
     victim.unlink()
     recipe = _recipe_with_assistant(tmp_path, region_bundle)
     out = tmp_path / "r"
@@ -106,10 +106,10 @@ def test_explanation_keeps_the_mask_and_flags_a_contradiction(tmp_path: Path, re
     from edge.inspector import Inspector
 
     recipe = load_recipe(_recipe_with_assistant(tmp_path, region_bundle))
-    cat = heldout_parts / "part_color"
+    cat = heldout_parts / "part"
     inspector = Inspector.from_recipe(recipe, load_bank=False)
     inspector.set_bank(build_bank(inspector.expert, (read_image(p) for p in sorted((cat / "train" / "good").iterdir())),
-                                  recipe, progress=False, total=8))
+                                  recipe, progress=False, total=10))
     image = None
     for path in sorted((cat / "test").glob("*/*.png")):
         if path.parent.name == "good":
@@ -121,6 +121,7 @@ def test_explanation_keeps_the_mask_and_flags_a_contradiction(tmp_path: Path, re
     assert image is not None
     explainer = RegionExplainer(region_bundle["gguf"], region_bundle["dir"], manifest_path_for(recipe.expert.model), threads=2)
     service = AssistantService(recipe, explainer=explainer, inspector=inspector)
+    service._job_image = lambda job, wait_s=2.0: image  # the NG frame the lane would have spooled
     published: list[dict] = []
     service._publish = lambda topic, body, retain: published.append(body)
     body = {"trigger_id": 1, "verdict": "NG", "score": 0.5, "regions": [region.to_json()]}
