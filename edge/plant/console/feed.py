@@ -1,6 +1,7 @@
 """What the station says on MQTT, kept for the console and fanned out to browsers (server-sent events).
 
-One MQTT v5 subscriber (client id ``iad-console-<line>-<station>``) on the
+One MQTT v5 subscriber (client id ``iad-console-<line>-<station>-<random>``: several consoles may watch
+one station) on the
 station's ``decision``, ``status``, ``status/assistant`` and ``explanation``
 topics. paho's network thread hands each message to the web server's event
 loop; every browser has its own bounded queue, and a browser that does not keep
@@ -16,6 +17,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -64,7 +66,8 @@ class StationFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                                   client_id=f"iad-console-{recipe.line}-{recipe.station}", protocol=mqtt.MQTTv5)
+                                   client_id=f"iad-console-{recipe.line}-{recipe.station}-{uuid.uuid4().hex[:8]}",
+                                   protocol=mqtt.MQTTv5)  # own id per console: two consoles must not take over each other's session
         apply_auth(self._client, recipe.mqtt)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *a: self.connected.clear()
