@@ -139,4 +139,5 @@ def print_table(rows: list[dict[str, Any]], threads: int) -> None:
                   f" {v['distance_correlation']:>10.5f} {v['score_spearman']:>15.4f}"
                   f" {v['max_abs_distance_error']:>8.4f} {v['mean_abs_distance_error']:>9.5f}")
     print("targets: speedup >= 1.8x at 224 and >= 2.0x at 448, distance corr >= 0.995, score Spearman >= 0.99. "
-          "Random weights: re-check real weights with the manifest's fidelity figures and `iad-edge eval --compare`.")
+          "Random weights: re-check real weights with the manifest's fidelity figures, and `iad-edge eval` of both "
+          "recipes + `iad-edge eval --compare A.json B.json`.")
