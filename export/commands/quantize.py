@@ -93,5 +93,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"fidelity vs FP32: patch-distance correlation {fidelity['distance_correlation']:.5f}, image-score Spearman "
           f"{fidelity['score_spearman']:.4f}, max/mean abs distance error {fidelity['max_abs_distance_error']:.4f}/"
           f"{fidelity['mean_abs_distance_error']:.5f} ({fidelity['eval_tiles']} tiles)")
+    if fidelity["eval_tiles"] < 30:
+        print(f"note: fidelity measured on only {fidelity['eval_tiles']} tiles; for trustworthy figures give 32 or "
+              "more good images (a quarter is held out)")
     print("point the recipe's expert.model at it and re-run `iad-edge calibrate` (a bank belongs to one expert)")
     return 0
