@@ -222,7 +222,16 @@ def train(
     with torch.no_grad():
         proj[2].weight.mul_(float(emb.weight.std()) * 3)
         proj[2].bias.zero_()
-    params = [{"params": proj.parameters(), "lr": lr}]
+    # Deep supervision of the projector (training only): linear heads on its hidden layer predict the answer's
+    # location and type directly, so the evidence -> region-feature mapping is shaped from the first step; the
+    # LLM still has to learn to read the injected tokens (the heads are not exported and the runtime never sees them).
+    loc_ids = {v: i for i, v in enumerate(LOCATIONS)}
+    type_names = sorted({json.loads(t)["defect_type"] for t in targets})
+    type_ids = {v: i for i, v in enumerate(type_names)}
+    aux_y = torch.tensor([[loc_ids[json.loads(t)["location"]], type_ids[json.loads(t)["defect_type"]]] for t in targets],
+                         device=device)
+    heads = torch.nn.ModuleList([torch.nn.Linear(hidden, len(LOCATIONS)), torch.nn.Linear(hidden, len(type_names))]).to(device)
+    params = [{"params": list(proj.parameters()) + list(heads.parameters()), "lr": lr}]
     if train_llm:
         params.append({"params": [p for p in model.parameters()], "lr": lr * 0.5})
     opt = torch.optim.AdamW(params, weight_decay=0.0)
@@ -248,10 +257,15 @@ def train(
                 a = torch.tensor(answers[i], device=device)
                 ans[j, : len(a)] = a
                 labels[j, p_len + tokens + s_len - 1 : p_len + tokens + s_len - 1 + len(a)] = a  # shifted: predicts a
-            region = proj(xn[torch.as_tensor(idx, device=device)]).view(len(idx), tokens, n_embd)
+            sel = torch.as_tensor(idx, device=device)
+            h = proj[1](proj[0](xn[sel]))
+            region = proj[2](h).view(len(idx), tokens, n_embd)
             inputs = torch.cat([emb(pre_ids).expand(len(idx), -1, -1), region, emb(suf_ids).expand(len(idx), -1, -1), emb(ans)], 1)
             logits = model(inputs_embeds=inputs).logits
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+            aux = (torch.nn.functional.cross_entropy(heads[0](h), aux_y[sel, 0])
+                   + torch.nn.functional.cross_entropy(heads[1](h), aux_y[sel, 1]))
+            loss = loss + 0.5 * aux
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 1.0)

@@ -206,3 +206,22 @@ def test_region_lm_refuses_a_truncated_gguf(parity_models: dict[str, Path], tmp_
     shutil.copy(src / "manifest.json", tmp_path / "manifest.json")
     with pytest.raises(ModelLoadError, match="hf-Q8_0.gguf"):
         RegionLM(tmp_path / "hf-Q8_0.gguf")
+
+
+def test_injected_prefill_yields_before_every_chunk(parity_models: dict[str, Path]) -> None:
+    """The lane's busy check runs before each 16-token chunk, before the K region embeddings and before every token."""
+    lm = RegionLM(parity_models["qwen3.5"] / "hf-Q8_0.gguf", n_ctx=128, threads=1)
+    try:
+        prefix = lm.tokenize("The inspection station looks at every part on the line and the region expert compares")
+        assert len(prefix) > 16
+        inj = _cases(lm.n_embd, 0.3)[0]
+        suffix = lm.tokenize(SUFFIX)
+        seen: list[int] = []
+        out = lm.generate([prefix, inj, suffix], max_tokens=3, stop_at_eog=False,
+                          should_pause=lambda: seen.append(lm.n_past) or False)
+        chunks = list(range(0, len(prefix), 16)) + [len(prefix), len(prefix) + len(inj)]
+        n = len(prefix) + len(inj) + len(suffix)
+        # prefix chunks, the K embeddings (a chunk of their own), the suffix; then before every token's decode
+        assert seen == chunks + [n + i for i in range(len(out["tokens"]))]
+    finally:
+        lm.close()
