@@ -211,3 +211,73 @@ def drop_unused(model: Any) -> None:
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def fuse_attention(model: Any, feature_dim: int) -> int:
+    """Replace each ``softmax((Q K^T) * s) V`` block by ONNX Runtime's ``com.microsoft.MultiHeadAttention``.
+
+    Exact (the same arithmetic in one kernel, without the transposes and the materialised
+    heads x tokens x tokens score tensor). Used for the CPU-only INT8 graph, where the FP32 attention is
+    the largest remaining cost at 448 px; the portable FP32 export keeps plain ONNX ops. The head size is
+    read from the query reshape (``[B, S, -1, head_dim]``); heads = ``feature_dim / head_dim``. Returns how
+    many blocks were fused.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = _consumers(graph)
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    inits = {i.name: i for i in graph.initializer}
+
+    def scalar(name: str) -> Any:
+        if name in inits:
+            value = numpy_helper.to_array(inits[name])
+        elif name in constants:
+            attr = next((a for a in constants[name].attribute if a.name == "value"), None)
+            value = numpy_helper.to_array(attr.t) if attr is not None else None
+        else:
+            return None
+        return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+    def only(tensor: str, op: str) -> Any:
+        users = consumers.get(tensor, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op else None
+
+    replaced: dict[int, Any] = {}
+    dropped: set[int] = set()
+    for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
+        mul = producer.get(softmax.input[0])
+        scores = producer.get(mul.input[0]) if mul is not None and mul.op_type == "Mul" else None
+        scale = scalar(mul.input[1]) if mul is not None else None
+        av = only(softmax.output[0], "MatMul")
+        if scores is None or scores.op_type != "MatMul" or scale is None or av is None:
+            continue
+        chain = [producer.get(scores.input[0]), producer.get(scores.input[1]), producer.get(av.input[1])]
+        if any(t is None or t.op_type != "Transpose" for t in chain):
+            continue
+        reshapes = [producer.get(t.input[0]) for t in chain]
+        if any(r is None or r.op_type != "Reshape" for r in reshapes):
+            continue
+        out_t = only(av.output[0], "Transpose")
+        out_r = only(out_t.output[0], "Reshape") if out_t is not None else None
+        if out_r is None:
+            continue
+        shape = producer.get(reshapes[0].input[1])
+        head_dim = scalar(shape.input[-1]) if shape is not None and shape.op_type == "Concat" else None
+        if not head_dim or feature_dim % int(head_dim):
+            continue
+        q, k, v = (r.input[0] for r in reshapes)
+        node = helper.make_node("MultiHeadAttention", [q, k, v], [out_r.output[0]], name=f"{softmax.name}_mha",
+                                domain="com.microsoft", num_heads=feature_dim // int(head_dim), scale=scale)
+        replaced[id(out_r)] = node
+        for old in (*chain, *reshapes, scores, mul, softmax, av, out_t):
+            dropped.add(id(old))
+    if not replaced:
+        return 0
+    nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in dropped]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return len(replaced)

@@ -50,6 +50,7 @@ from export.precision import (
     drop_unused,
     fold_attention_scale,
     fp32_node_names,
+    fuse_attention,
     name_nodes,
 )
 
@@ -280,6 +281,27 @@ class _TileReader:
         self._index = 0
 
 
+def _keep_if_exact(model: Any, source_model: Path, work: Path, tiles: np.ndarray, say: Callable[[str], None]) -> int:
+    """Check the attention-fused FP32 graph against the source; undo the fusion (return 0) if it differs."""
+    import onnx
+
+    fused_path = work / "fused.onnx"
+    onnx.save(model, str(fused_path))
+    blocks = sum(1 for n in model.graph.node if n.op_type == "MultiHeadAttention")
+    dim = int(_session(source_model).get_outputs()[1].shape[-1])
+    bank = np.zeros((1, dim), dtype=np.float32)
+    bank[0, 0] = 1.0
+    ref = _run(_session(source_model), tiles, bank)
+    got = _run(_session(fused_path), tiles, bank)
+    fused_path.unlink()
+    error = max(float(np.abs(a - b).max()) for a, b in zip(ref, got))
+    if error > 1e-4:
+        say(f"      attention fusion differs from the FP32 graph by {error:.2g}: not used")
+        model.CopyFrom(onnx.load(str(source_model)))
+        return 0
+    return blocks
+
+
 def quantize_int8(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -314,8 +336,11 @@ def quantize_int8(
         named = work / "named.onnx"
         model = onnx.load(str(source_model))
         folded = fold_attention_scale(model) if attention_int8 else 0
+        fused = 0 if attention_int8 else fuse_attention(model, int(source_manifest["feature_dim"]))
         drop_unused(model)
         name_nodes(model)
+        if fused:
+            fused = _keep_if_exact(model, source_model, work, calibration.tiles[:2], say)
         fp32_nodes = fp32_node_names(model)
         attention = activation_matmul_names(model)
         excluded = sorted(set(fp32_nodes) | (set() if attention_int8 else set(attention)))
@@ -372,6 +397,7 @@ def quantize_int8(
             "quantized_op_types": list(INT8_OP_TYPES),
             "attention_matmuls": "int8" if attention_int8 else "fp32",
             "attention_scale_folded_into_query": folded,
+            "attention_fused": fused,  # blocks run as com.microsoft.MultiHeadAttention (FP32, ORT only)
             "fp32_op_types": list(FP32_OP_TYPES),
             "fp32_nodes": len(fp32_nodes),
             "fp32_parts": "preprocessing, LayerNorm, Softmax, distance head (L2 norm, bank matmul, max)",
