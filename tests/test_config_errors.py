@@ -24,7 +24,7 @@ CASES = [
     ('unknown_nested_key', '  threads: 2', '  treads: 2',
      "12:3: expert.treads: unknown key 'treads' — did you mean 'threads'?"),
     ('unknown_key_no_match', '  threads: 2', '  colour: red',
-     "12:3: expert.colour: unknown key 'colour' — valid keys: backend, model, providers, threads, trt_cache_dir, trt_fp16, trt_max_bank, trt_max_tiles"),
+     "12:3: expert.colour: unknown key 'colour' — valid keys: backend, min_fidelity, model, providers, spin_wait, threads, trt_cache_dir, trt_fp16, trt_max_bank, trt_max_tiles"),
     ('wrong_type_int', '  threads: 2', '  threads: two',
      "12:3: expert.threads: must be a whole number (got 'two')"),
     ('wrong_type_section', 'thresholds:\n  image_score: 0.35\n  pixel: 0.3\n', 'thresholds: 0.35\n',
@@ -90,7 +90,7 @@ CASES = [
     ('not_a_mapping', None, '- version: 1\n- line: x\n',
      '1:1: a recipe must be a mapping of keys (version, source, expert, ...)'),
     ('include_missing', 'version: 1\n', 'version: 1\ninclude: line3.generated.yaml\n',
-     '2:1: include: recipe file not found: D/line3.generated.yaml'),
+     '2:1: include: recipe file not found: D/line3.generated.yaml (it is written by `iad-edge calibrate D/line3.yaml --good DIR`, which runs without it)'),
     ('negative_window', 'window_ms: 150', 'window_ms: -5',
      '29:3: decision.window_ms: must be between 1 and 60000 (got -5)'),
 ]
