@@ -2,7 +2,8 @@
 over HTTP and in a real browser (Debian's chromium driven by Playwright).
 
 One station + console for the module (started once, a few seconds); the tests that
-change the recipe run last. Screenshots go to docs/ (docs/console.md shows them).
+change the recipe run last. Screenshots go to out/screenshots/; with IAD_UPDATE_SCREENSHOTS=1 they
+refresh the pictures in docs/ that docs/console.md shows (a test run never edits tracked files by default).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from tests.fixtures.broker import MqttRecorder
 from tests.fixtures.expert import synthetic_frames, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs"
+DOCS = REPO / "docs" if os.environ.get("IAD_UPDATE_SCREENSHOTS") == "1" else REPO / "out" / "screenshots"
+DOCS.mkdir(parents=True, exist_ok=True)
 PASSWORD = "line7-tuning"
 
 pytest.importorskip("starlette", reason="starlette/uvicorn (plant extra) serve the console")
