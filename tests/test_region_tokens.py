@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'iad-edge[assistant]')")
+# the first test that needs the session's trained projector pays its training (minutes on a loaded 2-core machine)
+pytestmark = pytest.mark.timeout(1800)
 
 from edge.assistant.projector import Projector, ProjectorError, evidence_dim  # noqa: E402
 from edge.assistant.region_lm import RegionLM  # noqa: E402
@@ -219,7 +221,8 @@ def test_injected_prefill_yields_before_every_chunk(parity_models: dict[str, Pat
         seen: list[int] = []
         out = lm.generate([prefix, inj, suffix], max_tokens=3, stop_at_eog=False,
                           should_pause=lambda: seen.append(lm.n_past) or False)
-        chunks = list(range(0, len(prefix), 16)) + [len(prefix), len(prefix) + len(inj)]
+        after = len(prefix) + len(inj)
+        chunks = list(range(0, len(prefix), 16)) + [len(prefix)] + [after + i for i in range(0, len(suffix), 16)]
         n = len(prefix) + len(inj) + len(suffix)
         # prefix chunks, the K embeddings (a chunk of their own), the suffix; then before every token's decode
         assert seen == chunks + [n + i for i in range(len(out["tokens"]))]

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'iad-edge[assistant]')")
+# the first test that needs the session's trained projector pays its training (minutes on a loaded 2-core machine)
+pytestmark = pytest.mark.timeout(1800)
 
 
 def _recipe_with_assistant(folder: Path, region_bundle: dict[str, Path]) -> Path:

@@ -336,6 +336,10 @@ class AssistantService:
                 best = max(result.regions, key=lambda q: _iou(q.bbox, r["bbox"]), default=None)
                 if best is not None and _iou(best.bbox, r["bbox"]) >= 0.5:
                     features[i] = best.feature
+                elif region_tokens:  # the lane's region, not reproduced by the twin: its feature at the lane's place
+                    from edge.assistant.region_explain import bbox_feature
+
+                    features[i] = bbox_feature(result, r["bbox"], self.recipe, int(getattr(self.inspector.expert, "patch_size", 14)))
         from edge.prototypes import match_candidates
 
         thresholds = {"pixel": self.recipe.thresholds.pixel, "image_score": self.recipe.thresholds.image_score}
@@ -350,8 +354,8 @@ class AssistantService:
             if region_tokens:
                 explanations.append(self.explainer.explain(ev, None, deadline=deadline,
                                                            vector=self._region_vector(region, features[i], image)))
-                self.counters["consistent" if explanations[-1].get("consistent", True) else "contradictions"] += (
-                    "consistent" in explanations[-1])
+                if "consistent" in explanations[-1]:  # the model's claims vs the mask: contradictions are counted on status
+                    self.counters["consistent" if explanations[-1]["consistent"] else "contradictions"] += 1
                 continue
             imgs = region_images(image, anomaly_map, region, self.recipe.thresholds.pixel) if vision and image is not None else None
             explanations.append(self.explainer.explain(ev, imgs, deadline=deadline))

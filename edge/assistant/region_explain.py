@@ -124,3 +124,35 @@ class RegionExplainer:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def bbox_feature(result: Any, bbox: Sequence[int], recipe: Any, patch_size: int) -> Optional[np.ndarray]:
+    """The pooled patch feature inside a region's bbox (its flagged pixels, else the whole box) from an inspection.
+
+    For a lane region the assistant's twin inspection did not reproduce as a region of its own (the twin's regions
+    are matched by IoU >= 0.5): the feature is taken at the lane region's place, which stays authoritative.
+    """
+    from edge.regions import pool_region_feature
+    from edge.tiling import patch_centers, plan_tiles
+
+    features = getattr(result, "patch_features", None)
+    if features is None:
+        return None
+    ox, oy = (recipe.roi.x, recipe.roi.y) if recipe.roi is not None else (0, 0)
+    amap = np.asarray(result.anomaly_map, np.float32)
+    h, w = (recipe.roi.height, recipe.roi.width) if recipe.roi is not None else amap.shape[:2]
+    sub = amap[oy : oy + h, ox : ox + w]
+    x0, y0, x1, y1 = (int(v) for v in bbox)
+    mask = np.zeros(sub.shape, bool)
+    box = (slice(max(0, y0 - oy), max(0, y1 - oy)), slice(max(0, x0 - ox), max(0, x1 - ox)))
+    mask[box] = sub[box] >= recipe.thresholds.pixel
+    if not mask.any():
+        mask[box] = True
+    if not mask.any():
+        return None
+    centers, valid = patch_centers(plan_tiles((h, w), recipe.tiling, patch_size))
+    flat = np.asarray(features).reshape(-1, features.shape[-1])
+    if len(flat) != len(centers):
+        return None
+    py, px = np.unravel_index(int(np.argmax(np.where(mask, sub, -np.inf))), mask.shape)
+    return pool_region_feature(mask, centers, valid, flat, (int(py), int(px)))
