@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.assistant.projector import Projector  # noqa: E402
-from edge.assistant.region_lm import RegionLM  # noqa: E402
+from edge.assistant.projector import Projector
+from edge.assistant.region_lm import RegionLM
 
 TEXT_REGION = ("location bottom-right of the part, bounding box x=301..344, y=310..331 (44x22 px), area 412 px, "
                "anomaly peak 0.412, mean 0.231 (pixel threshold 0.120), image score 0.287")

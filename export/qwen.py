@@ -20,8 +20,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -55,12 +56,12 @@ def export_qwen(
     hf_dir: Path | str | None = None,
     tiny: bool | str = False,
     quant: str | Sequence[str] = "Q4_K_M",
-    converter_dir: Optional[Path] = None,
-    pre_tokenizer: Optional[str] = None,
+    converter_dir: Path | None = None,
+    pre_tokenizer: str | None = None,
     verify_tokens: int = 4,
     threads: int = 2,
     progress: bool = True,
-    hf_out: Optional[Path] = None,
+    hf_out: Path | None = None,
 ) -> dict[str, Any]:
     """Export a Qwen checkpoint (or the tiny test model) to quantized GGUF file(s); return the manifest.
 
@@ -133,7 +134,7 @@ def export_qwen(
 
         steps.set_postfix_str("verify with llama.cpp")
         verify = verify_generation(model_files[0][0], n_tokens=verify_tokens, threads=threads)
-        for extra_file, q in model_files[1:]:
+        for extra_file, _quant in model_files[1:]:
             verify.setdefault("files", {})[extra_file.name] = verify_generation(extra_file, n_tokens=verify_tokens, threads=threads)["ok"]
         if mmproj is not None:
             verify["image"] = verify_image_chat(model_files[0][0], mmproj, threads=threads)
@@ -158,7 +159,7 @@ def export_qwen(
     return manifest
 
 
-def build_tiny_qwen(out_dir: Path, seed: int = 0, init_std: Optional[float] = None) -> Path:
+def build_tiny_qwen(out_dir: Path, seed: int = 0, init_std: float | None = None) -> Path:
     """Save a deterministic, randomly initialised tiny Qwen2 causal LM with its tokenizer in ``out_dir``.
 
     Real Qwen2 architecture (GQA, RoPE, RMSNorm, SwiGLU, tied embeddings) at toy
@@ -235,7 +236,7 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def build_tiny_qwen35(out_dir: Path, seed: int = 0, init_std: Optional[float] = None) -> Path:
+def build_tiny_qwen35(out_dir: Path, seed: int = 0, init_std: float | None = None) -> Path:
     """Save a deterministic random tiny Qwen3.5 causal LM (transformers ``Qwen3_5ForCausalLM``) with its tokenizer.
 
     The real hybrid architecture at toy size: hidden 64, 4 layers (3 gated
@@ -305,7 +306,7 @@ def _verify_generation_llama(path: Path, n_tokens: int, threads: int, prompt: st
     llama_cpp = _import_llama_cpp()
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=threads, n_batch=32, verbose=False, seed=0)
-    except Exception as exc:  # noqa: BLE001 - llama_cpp raises ValueError/RuntimeError variously
+    except Exception as exc:  # llama_cpp raises ValueError/RuntimeError variously
         raise QwenExportError(f"llama.cpp could not load the exported {path.name}: {exc}") from exc
     try:
         prompt_tokens = llm.tokenize(prompt.encode(), add_bos=False, special=False)
@@ -334,7 +335,7 @@ def _verify_generation_lowlevel(path: Path, n_tokens: int, threads: int, prompt:
 
     try:
         lm = RegionLM(path, n_ctx=64, threads=threads, verify=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise QwenExportError(f"llama.cpp could not load the exported {path.name}: {exc}") from exc
     try:
         prompt_tokens = lm.tokenize(prompt, special=False)
@@ -366,7 +367,7 @@ def verify_image_chat(model: Path, mmproj: Path, threads: int = 2, size: int = 9
     try:
         handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
         llm = llama_cpp.Llama(model_path=str(model), chat_handler=handler, n_ctx=512, n_threads=threads, verbose=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise QwenExportError(f"llama.cpp could not load {model.name} with {mmproj.name}: {exc}") from exc
     try:
         text_only = llm.tokenize(b"<|im_start|>user\nDescribe the defect.<|im_end|>\n<|im_start|>assistant\n", special=True)
@@ -382,8 +383,8 @@ def verify_image_chat(model: Path, mmproj: Path, threads: int = 2, size: int = 9
         llm.close()
 
 
-def _manifest(src: Optional[Path], config: dict, quant: str, ftype: int, model_files: list[tuple[Path, str]],
-              mmproj: Optional[Path], verify: dict, tiny: bool) -> dict[str, Any]:
+def _manifest(src: Path | None, config: dict, quant: str, ftype: int, model_files: list[tuple[Path, str]],
+              mmproj: Path | None, verify: dict, tiny: bool) -> dict[str, Any]:
     import gguf
 
     files = {f.name: _file_entry(f, "model", q) for f, q in model_files}
@@ -445,12 +446,12 @@ def _is_vision_language(config: dict) -> bool:
     return "vision_config" in config
 
 
-def _dist_version(name: str) -> Optional[str]:
+def _dist_version(name: str) -> str | None:
     try:
         from importlib.metadata import version
 
         return version(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

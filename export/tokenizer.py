@@ -59,7 +59,8 @@ def answer_text() -> str:
     tokens instead of ~35, which halves the training cost of the tiny Qwen3.5
     and makes each answer slot (e.g. the location) hinge on one or two tokens.
     """
-    from edge.assistant.projector import LOCATIONS, SEVERITIES, answer_text as one
+    from edge.assistant.projector import LOCATIONS, SEVERITIES
+    from edge.assistant.projector import answer_text as one
 
     types = ("scratch", "spot", "crack", "missing", "dent", "stain", "contamination")
     lines = [one(loc, t, sev) for loc in LOCATIONS for t in types for sev in SEVERITIES]

@@ -16,10 +16,10 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip 
 # the first test that needs the session's trained projector pays its training (minutes on a loaded 2-core machine)
 pytestmark = pytest.mark.timeout(1800)
 
-from edge.assistant.projector import Projector, ProjectorError, evidence_dim  # noqa: E402
-from edge.assistant.region_lm import RegionLM  # noqa: E402
-from edge.errors import ModelLoadError  # noqa: E402
-from export.injection_parity import hf_greedy_with_injection, load_hf_causal_lm  # noqa: E402
+from edge.assistant.projector import Projector, ProjectorError, evidence_dim
+from edge.assistant.region_lm import RegionLM
+from edge.errors import ModelLoadError
+from export.injection_parity import hf_greedy_with_injection, load_hf_causal_lm
 
 PREFIX = "<|im_start|>user\nRegion: "
 SUFFIX = "\nWhere and what is the defect?<|im_end|>\n<|im_start|>assistant\n"

@@ -33,15 +33,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edge.assistant.busy_signal import BusySignal, signal_name
 from edge.assistant.evidence import region_evidence, region_images
 from edge.assistant.explain import Explainer, fallback_explanation
+from edge.assistant.projector import evidence_vector
+from edge.assistant.region_explain import bbox_feature
 from edge.assistant.spool import SpoolJob, SpoolReader, write_job
 from edge.atomic import write_bytes_atomic
 from edge.config.recipe import Recipe
 from edge.errors import IadError
+from edge.generation import generate_defect, normalise_defect_type, random_defect_mask, synthesize_defect
+from edge.imageio import read_image, write_image_atomic
+from edge.inspector import Inspector
+from edge.mqtt.commands import GenerateCommand
 from edge.mqtt.topics import Topics
+from edge.prototypes import Prototypes, match_candidates
+from edge.security import allowed_roots, is_within
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +140,6 @@ class AssistantService:
         self._seen_lock = threading.Lock()
         self._prototypes = None
         if cfg.prototypes:
-            from edge.prototypes import Prototypes
 
             self._prototypes = Prototypes.load(cfg.prototypes)
 
@@ -197,9 +205,7 @@ class AssistantService:
                 # through the spool, so that a job taken from MQTT survives a crash like a lane-spooled one
                 write_job(Path(self.cfg.spool), dict(body, kind="explain"))
         elif topic == self.topics.cmd("generate"):
-            from pydantic import ValidationError
 
-            from edge.mqtt.commands import GenerateCommand
 
             try:  # the same schema the lane's command listener uses: unknown keys, bad types -> a reply, no job
                 request = GenerateCommand.model_validate(body)
@@ -300,7 +306,6 @@ class AssistantService:
     @property
     def inspector(self) -> Any:
         if self._inspector is None:
-            from edge.inspector import Inspector
 
             self._inspector = Inspector.from_recipe(self.recipe)
         return self._inspector
@@ -311,7 +316,6 @@ class AssistantService:
         entry = job.body.get("archive")
         if not entry:
             return None
-        from edge.imageio import read_image
 
         frame = Path(entry) / "frame.png"
         deadline = time.monotonic() + wait_s  # the archive writer may still be writing the entry
@@ -337,10 +341,8 @@ class AssistantService:
                 if best is not None and _iou(best.bbox, r["bbox"]) >= 0.5:
                     features[i] = best.feature
                 elif region_tokens:  # the lane's region, not reproduced by the twin: its feature at the lane's place
-                    from edge.assistant.region_explain import bbox_feature
 
                     features[i] = bbox_feature(result, r["bbox"], self.recipe, int(getattr(self.inspector.expert, "patch_size", 14)))
-        from edge.prototypes import match_candidates
 
         thresholds = {"pixel": self.recipe.thresholds.pixel, "image_score": self.recipe.thresholds.image_score}
         size = (int(image.shape[1]), int(image.shape[0])) if image is not None else None
@@ -376,7 +378,6 @@ class AssistantService:
 
     def _region_vector(self, region: dict[str, Any], feature: np.ndarray | None, image: np.ndarray | None) -> np.ndarray | None:
         """The region's evidence vector for the projector (None without the frame or the region's feature)."""
-        from edge.assistant.projector import evidence_vector
 
         if image is None or feature is None:
             return None
@@ -387,7 +388,6 @@ class AssistantService:
     def _allowed(self, path: Path) -> Path:
         """Generation requests come from the network: read only under the archive, the recipe's folder
         and the appliance's allowed roots (``$IAD_ALLOWED_ROOTS``, see :mod:`edge.security`)."""
-        from edge.security import allowed_roots, is_within
 
         roots = [Path(self.recipe.archive.path).resolve(), *allowed_roots(self.recipe.source_path)]
         real = path.resolve()
@@ -396,8 +396,6 @@ class AssistantService:
         return real
 
     def generate_job(self, job: Job) -> dict[str, Any]:
-        from edge.generation import generate_defect, normalise_defect_type, random_defect_mask
-        from edge.imageio import read_image, write_image_atomic
 
         b = job.body
         kind = normalise_defect_type(b.get("type", "scratch"))
@@ -429,7 +427,6 @@ class AssistantService:
 
     def selftest_job(self, job: Job) -> dict[str, Any]:
         """Inject a generated defect into a good live frame (off the decision path) and check the expert catches it."""
-        from edge.generation import synthesize_defect
 
         image = self._job_image(job)
         if image is None:

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
-from edge.assistant.explain import Explanation, fallback_explanation
+from edge.assistant.explain import Explanation, ExplanationError, fallback_explanation
 from edge.assistant.region_reader import RegionReader
+from edge.regions import pool_region_feature
+from edge.tiling import patch_centers, plan_tiles
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +39,14 @@ class RegionExplainer:
 
     def __init__(
         self,
-        model: Union[str, Path],
-        projector: Union[str, Path],
-        expert_manifest: Optional[Union[str, Path]],
+        model: str | Path,
+        projector: str | Path,
+        expert_manifest: str | Path | None,
         *,
         threads: int = 1,
         gpu_layers: int = 0,
         budget_s: float = 30.0,
-        should_pause: Optional[Callable[[], bool]] = None,
+        should_pause: Callable[[], bool] | None = None,
         check_sha256: bool = True,
     ):
         self.model_path = Path(model)
@@ -56,9 +59,8 @@ class RegionExplainer:
         self.feature_dim = self.reader.projector.feature_dim
 
     @classmethod
-    def from_config(cls, cfg: Any, expert_manifest: Optional[Union[str, Path]], model: Union[str, Path, None] = None,
-                    should_pause: Optional[Callable[[], bool]] = None) -> "RegionExplainer":
-        from edge.assistant.explain import ExplanationError
+    def from_config(cls, cfg: Any, expert_manifest: str | Path | None, model: str | Path | None = None,
+                    should_pause: Callable[[], bool] | None = None) -> RegionExplainer:
 
         model = model or cfg.model
         if model is None:
@@ -76,8 +78,8 @@ class RegionExplainer:
         self._paused_s += time.monotonic() - t
         return False
 
-    def explain(self, ev: dict[str, Any], images: Optional[Sequence[np.ndarray]] = None,
-                deadline: Optional[float] = None, vector: Optional[np.ndarray] = None) -> dict[str, Any]:
+    def explain(self, ev: dict[str, Any], images: Sequence[np.ndarray] | None = None,
+                deadline: float | None = None, vector: np.ndarray | None = None) -> dict[str, Any]:
         """Explain one region from its evidence vector (``vector``; see :func:`edge.assistant.projector.evidence_vector`)."""
         start = time.monotonic()
         end = start + self.budget_s if deadline is None else min(deadline, start + self.budget_s)
@@ -86,7 +88,7 @@ class RegionExplainer:
         self._pause_until, self._paused_s = end, 0.0
         try:
             answer = self.reader.ask(vector, deadline=end)
-        except Exception as exc:  # noqa: BLE001 - a failing model must not kill the assistant loop
+        except Exception as exc:  # a failing model must not kill the assistant loop
             log.warning("region explanation failed: %s", exc)
             return fallback_explanation(ev, f"{type(exc).__name__}: {exc}")
         claims = answer["claims"]
@@ -126,14 +128,12 @@ class RegionExplainer:
         self.reader.close()
 
 
-def bbox_feature(result: Any, bbox: Sequence[int], recipe: Any, patch_size: int) -> Optional[np.ndarray]:
+def bbox_feature(result: Any, bbox: Sequence[int], recipe: Any, patch_size: int) -> np.ndarray | None:
     """The pooled patch feature inside a region's bbox (its flagged pixels, else the whole box) from an inspection.
 
     For a lane region the assistant's twin inspection did not reproduce as a region of its own (the twin's regions
     are matched by IoU >= 0.5): the feature is taken at the lane region's place, which stays authoritative.
     """
-    from edge.regions import pool_region_feature
-    from edge.tiling import patch_centers, plan_tiles
 
     features = getattr(result, "patch_features", None)
     if features is None:

@@ -10,8 +10,9 @@ embeddings are left out and the prompt is ``prefix | suffix``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -26,14 +27,14 @@ class RegionReader:
 
     def __init__(
         self,
-        projector: Union[str, Path],
-        model: Union[str, Path],
-        expert_manifest: Optional[Union[str, Path]],
+        projector: str | Path,
+        model: str | Path,
+        expert_manifest: str | Path | None,
         *,
         n_ctx: int = 256,
         threads: int = 1,
         gpu_layers: int = 0,
-        should_pause: Optional[Callable[[], bool]] = None,
+        should_pause: Callable[[], bool] | None = None,
         check_sha256: bool = True,
     ):
         self.projector = Projector.load(projector)
@@ -45,12 +46,12 @@ class RegionReader:
         self.grammar = self.projector.answer_grammar()
         self.should_pause = should_pause
 
-    def segments(self, evidence: Optional[np.ndarray]) -> list[Any]:
+    def segments(self, evidence: np.ndarray | None) -> list[Any]:
         if evidence is None:
             return [self.prefix, self.suffix]
         return [self.prefix, self.projector.project(evidence), self.suffix]
 
-    def ask(self, evidence: Optional[np.ndarray], deadline: Optional[float] = None) -> dict[str, Any]:
+    def ask(self, evidence: np.ndarray | None, deadline: float | None = None) -> dict[str, Any]:
         """The model's claims about the region (None when the answer was cut off), raw text and timings."""
         t0 = time.monotonic()
         out = self.lm.generate(self.segments(evidence), MAX_ANSWER_TOKENS, grammar=self.grammar,

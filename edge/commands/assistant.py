@@ -16,9 +16,17 @@ import threading
 from pathlib import Path
 
 from edge.assistant import thaw_guard
+from edge.assistant.bus import AssistantBus
+from edge.assistant.busy_signal import BusySignal, signal_name
+from edge.assistant.explain import Explainer
+from edge.assistant.priority import apply_priority
+from edge.assistant.process import AssistantService
+from edge.assistant.region_explain import RegionExplainer
 from edge.commands.options import add_mqtt_options
 from edge.config import load_recipe
+from edge.expert.manifest import manifest_path_for
 from edge.outputs import check_outputs, runtime_outputs
+from edge.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.assistant.busy_signal import BusySignal, signal_name
-    from edge.assistant.explain import Explainer
-    from edge.assistant.priority import apply_priority
-    from edge.assistant.process import AssistantService
-    from edge.preflight import preflight
 
     recipe = load_recipe(args.recipe)
     preflight(recipe)  # paths inside the allowed roots, model files match their manifests: before loading anything
@@ -60,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     explainer = None
     if args.model or cfg.model:
         if cfg.projector:  # region tokens: the model reads each region from injected embeddings
-            from edge.assistant.region_explain import RegionExplainer
-            from edge.expert.manifest import manifest_path_for
 
             explainer = RegionExplainer.from_config(cfg, manifest_path_for(recipe.expert.model), model=args.model,
                                                     should_pause=busy.busy)
@@ -74,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     bus = None
     if recipe.mqtt.enabled and not args.no_mqtt:
-        from edge.assistant.bus import AssistantBus
 
         password = recipe.mqtt.password_file.read_text().strip() if recipe.mqtt.password_file else None
         bus = AssistantBus(

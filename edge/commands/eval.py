@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 from edge.aspect import aspect_warning, inspected_size
+from edge.assistant.region_reader import RegionReader
 from edge.config import load_recipe
 from edge.evaluation.compare import compare_table
-from edge.evaluation.datasets import load_dataset
+from edge.evaluation.datasets import DatasetError, load_dataset
 from edge.evaluation.operating_point import merge, operating_point, pct
 from edge.evaluation.report import MARKER, check_output_dir, write_report
 from edge.evaluation.runner import EvalOptions, evaluate
+from edge.evaluation.understanding import evaluate_understanding
+from edge.expert.manifest import manifest_path_for
 from edge.imageio import read_image
 
 log = logging.getLogger(__name__)
@@ -97,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
     reader = _understanding_reader(recipe, dataset) if args.understanding else None  # bad input fails before the run
     result = evaluate(recipe, dataset, options)
     if reader is not None:
-        from edge.evaluation.understanding import evaluate_understanding
 
         try:
             result.understanding = evaluate_understanding(reader, recipe, dataset, progress=not args.no_progress)
@@ -129,9 +131,6 @@ def _pct_or_na(value: float | None) -> str:
 
 def _understanding_reader(recipe, dataset):  # type: ignore[no-untyped-def]
     """The recipe's model + projector, checked, and every defective test image's mask present: before the long run."""
-    from edge.assistant.region_reader import RegionReader
-    from edge.evaluation.datasets import DatasetError
-    from edge.expert.manifest import manifest_path_for
 
     cfg = recipe.assistant
     if cfg.model is None or cfg.projector is None:

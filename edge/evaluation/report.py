@@ -22,6 +22,7 @@ from edge.evaluation.metrics import PRO_FPR_LIMIT
 from edge.evaluation.operating_point import merge, operating_point, pct
 from edge.evaluation.runner import METRICS, EvalResult
 from edge.evaluation.staging import check_output_dir, staged_dir
+from edge.evaluation.understanding import understanding_markdown
 from edge.words import count
 
 __all__ = ["check_output_dir", "write_report", "metrics_document"]
@@ -129,7 +130,7 @@ def write_scores(result: EvalResult, path: Path, all_seeds: bool) -> None:
 
 # --------------------------------------------------------------------------- plots
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # Agg canvas, no pyplot state, no display
+    from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
@@ -351,7 +352,6 @@ def write_report(result: EvalResult, out: str | Path, overwrite: bool = False) -
                 worst_files[cat.name] = file
         markdown = report_markdown(result, doc, worst_files)
         if understanding is not None:
-            from edge.evaluation.understanding import understanding_markdown
 
             markdown += understanding_markdown(doc["understanding"])
         (staging / "report.md").write_text(markdown, encoding="utf-8")

@@ -24,15 +24,20 @@ The same case collection produces the training pairs of ``iad-export projector``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from edge.assistant.projector import evidence_vector, severity_for_area
-from edge.evaluation.datasets import Category, DatasetError, Dataset, read_mask
+from edge.bank import build_bank
+from edge.evaluation.datasets import Category, Dataset, DatasetError, read_mask
+from edge.imageio import read_image
+from edge.inspector import Inspector
 from edge.regions import location_name, pool_region_feature
 from edge.tiling import patch_centers, plan_tiles
 from edge.types import Region
@@ -52,8 +57,8 @@ class RegionCase:
     location: str  # ground truth (largest mask component, relative to the ROI)
     severity: str  # ground truth by covered area share (training label)
     oracle: np.ndarray  # evidence vector of the ground-truth region
-    predicted: Optional[np.ndarray]  # evidence vector of the matched expert region (None: the expert found none)
-    predicted_location: Optional[str] = None  # the matched region's own 3×3 location (mask geometry)
+    predicted: np.ndarray | None  # evidence vector of the matched expert region (None: the expert found none)
+    predicted_location: str | None = None  # the matched region's own 3×3 location (mask geometry)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,7 +70,7 @@ def _iou(a: Sequence[int], b: Sequence[int]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_region(regions: Sequence[Region], truth_bbox: Sequence[int]) -> Optional[Region]:
+def match_region(regions: Sequence[Region], truth_bbox: Sequence[int]) -> Region | None:
     """The expert region matched to a ground-truth bbox (see the module docstring for the rule)."""
     if not regions:
         return None
@@ -75,7 +80,7 @@ def match_region(regions: Sequence[Region], truth_bbox: Sequence[int]) -> Option
     return max(regions, key=lambda r: r.peak)
 
 
-def oracle_region(mask: np.ndarray, result: Any, recipe: Any, patch_size: int) -> Optional[Region]:
+def oracle_region(mask: np.ndarray, result: Any, recipe: Any, patch_size: int) -> Region | None:
     """The largest ground-truth component as a Region (frame pixels), with scores and pooled feature from ``result``."""
     ox, oy = (recipe.roi.x, recipe.roi.y) if recipe.roi is not None else (0, 0)
     h, w = (recipe.roi.height, recipe.roi.width) if recipe.roi is not None else mask.shape[:2]
@@ -109,16 +114,14 @@ def collect_cases(
     read_image: Callable[[Path], np.ndarray],
     feature_dim: int,
     progress: bool = False,
-    train: Optional[Sequence[Path]] = None,
+    train: Sequence[Path] | None = None,
 ) -> list[RegionCase]:
     """Bank from the category's good images, then one :class:`RegionCase` per defective test image.
 
     A defective image without a mask file is an error naming it (the location
     cannot be known); an empty mask is skipped with a warning.
     """
-    from tqdm import tqdm
 
-    from edge.bank import build_bank
 
     missing = [s.path for s in category.test if s.label == 1 and s.mask is None]
     if missing:
@@ -154,13 +157,12 @@ def collect_cases(
     return cases
 
 
-def _accuracy(hits: list[bool]) -> Optional[float]:
+def _accuracy(hits: list[bool]) -> float | None:
     return round(float(np.mean(hits)), 4) if hits else None
 
 
 def score_conditions(reader: Any, cases: Sequence[RegionCase], progress: bool = False) -> dict[str, Any]:
     """Ask the model under each condition; location/type accuracy and n per condition (+ per-case answers)."""
-    from tqdm import tqdm
 
     known = set(reader.projector.answer["defect_types"])
     out: dict[str, Any] = {}
@@ -188,8 +190,6 @@ def score_conditions(reader: Any, cases: Sequence[RegionCase], progress: bool = 
 
 def evaluate_understanding(reader: Any, recipe: Any, dataset: Dataset, progress: bool = True) -> dict[str, Any]:
     """All categories of ``dataset``: the ``understanding`` object of metrics.json (conditions + matching rule)."""
-    from edge.imageio import read_image
-    from edge.inspector import Inspector
 
     inspector = Inspector.from_recipe(recipe, load_bank=False)
     cases: list[RegionCase] = []
@@ -211,7 +211,7 @@ def evaluate_understanding(reader: Any, recipe: Any, dataset: Dataset, progress:
 
 def understanding_markdown(u: dict[str, Any]) -> str:
     """The three conditions as one table for report.md."""
-    def pct(v: Optional[float]) -> str:
+    def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f} %"
 
     lines = [
