@@ -42,9 +42,9 @@ SEVERITIES = ("minor", "major", "critical")
 # Severity labels of the training targets: share of the inspected area covered by the defect.
 SEVERITY_AREA = (0.004, 0.012)
 N_GEOMETRY = 12
-N_FOURIER = 12
+N_FOURIER = 16
 N_SCORES = 4
-N_INTENSITY = 5
+N_INTENSITY = 9
 REBUILD = ("iad-export projector --llm HF_DIR --expert ENGINE_DIR --data DATASET --out DIR "
            "(see docs/assistant.md)")
 
@@ -66,7 +66,9 @@ def severity_for_area(area_fraction: float) -> str:
 
 
 def _intensity(image: Optional[np.ndarray], bbox: Sequence[int]) -> np.ndarray:
-    """Pixels of the bbox against a ring around it: bright share, dark share, mean and spread of the difference."""
+    """Pixels of the bbox against a ring around it: bright share, dark share, mean, spread and the 5th / 95th
+    percentiles of the difference (the percentiles keep a defect's own brightness when the box is loose), and
+    the 5th / 95th percentiles of the bbox's own grey levels."""
     if image is None:
         return np.zeros(N_INTENSITY, np.float32)
     gray = image if image.ndim == 2 else image.mean(axis=2)
@@ -82,7 +84,10 @@ def _intensity(image: Optional[np.ndarray], bbox: Sequence[int]) -> np.ndarray:
               x0 - max(0, x0 - gx) : x0 - max(0, x0 - gx) + inner.shape[1]] = False
     background = float(np.median(outer[ring_mask])) if ring_mask.any() else float(np.median(inner))
     diff = inner - background
-    return np.array([(diff > 0.15).mean(), (diff < -0.15).mean(), diff.mean(), diff.std(), 1.0], np.float32)
+    p5, p95 = np.percentile(diff, [5, 95])
+    v5, v95 = np.percentile(inner, [5, 95])  # the defect's own grey levels (e.g. the fixture showing through a hole)
+    return np.array([(diff > 0.15).mean(), (diff < -0.15).mean(), diff.mean(), diff.std(), p5, p95, v5, v95, 1.0],
+                    np.float32)
 
 
 def evidence_vector(
@@ -113,7 +118,7 @@ def evidence_vector(
     geometry = [ncx, ncy, nx0, ny0, nx1, ny1, bw, bh, math.sqrt(max(area, 0.0)),
                 math.log(area + 1e-5) / 10.0, fill, math.log(bw / bh) / 3.0]
     fourier = []
-    for k in (1, 2, 3):
+    for k in (1, 1.5, 2, 3):  # 1.5: sin(3*pi*c) changes sign at thirds of the ROI, a sharp cue for a 3x3 position
         for c in (ncx, ncy):
             fourier += [math.sin(2 * math.pi * k * c), math.cos(2 * math.pi * k * c)]
     thr = float(pixel_threshold) if pixel_threshold else 1.0

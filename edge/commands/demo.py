@@ -170,8 +170,8 @@ def _build_region_model(recipe: Any, model: Path) -> tuple[int, str]:
         return status, tail
     src = recipe.source
     return _iad_export(["projector", "--llm", str(base / "tiny-qwen3.5"), "--expert", str(Path(recipe.expert.model).parent),
-                        "--recipe", str(recipe.source_path), "--data", f"synthetic:240:{src.seed}:{src.width}x{src.height}",
-                        "--train-llm", "--epochs", "12", "--pre-tokenizer", "qwen2", "--out", str(out)])
+                        "--recipe", str(recipe.source_path), "--data", f"synthetic:300:{src.seed}:{src.width}x{src.height}",
+                        "--train-llm", "--epochs", "24", "--lr", "5e-3", "--pre-tokenizer", "qwen2", "--out", str(out)])
 
 
 class _Subscriber:
