@@ -31,15 +31,24 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from edge.assistant.projector import (
-    EVIDENCE_VERSION, LOCATIONS, PROJECTOR_FORMAT, PROJECTOR_JSON, PROJECTOR_NPZ, SEVERITIES, SEVERITY_AREA,
-    answer_text, evidence_dim, sha256_of,
+    EVIDENCE_VERSION,
+    LOCATIONS,
+    PROJECTOR_FORMAT,
+    PROJECTOR_JSON,
+    PROJECTOR_NPZ,
+    SEVERITIES,
+    SEVERITY_AREA,
+    answer_text,
+    evidence_dim,
+    sha256_of,
 )
 from export.errors import ExportError
 
@@ -54,7 +63,7 @@ class ProjectorExportError(ExportError):
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _check_inputs(llm_dir: Path, expert_dir: Path, data: Sequence[str], recipe: Optional[Path]) -> dict[str, Any]:
+def _check_inputs(llm_dir: Path, expert_dir: Path, data: Sequence[str], recipe: Path | None) -> dict[str, Any]:
     if not (llm_dir / "config.json").is_file():
         raise ProjectorExportError(f"--llm {llm_dir}: no config.json; give a local Hugging Face checkpoint folder "
                                    "(e.g. from `iad-export qwen --tiny-arch qwen3.5 --keep-hf DIR`)")
@@ -192,7 +201,7 @@ def _pairs(cases: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
 
 def train(
     llm_dir: Path, x: np.ndarray, targets: Sequence[str], *, tokens: int, hidden: int, train_llm: bool, seed: int,
-    device: str, epochs: int, batch: int, lr: float, budget_s: Optional[float], progress: bool,
+    device: str, epochs: int, batch: int, lr: float, budget_s: float | None, progress: bool,
 ) -> dict[str, Any]:
     """Train the projector (and the LLM with ``train_llm``); return numpy weights, model, tokenizer, stats."""
     import torch
@@ -301,7 +310,7 @@ def export_projector(
     data: Sequence[str],
     out_dir: Path | str,
     *,
-    recipe: Optional[Path | str] = None,
+    recipe: Path | str | None = None,
     train_llm: bool = False,
     seed: int = 0,
     device: str = "cpu",
@@ -310,10 +319,10 @@ def export_projector(
     epochs: int = 24,
     batch: int = 32,
     lr: float = 5e-3,
-    budget_s: Optional[float] = None,
+    budget_s: float | None = None,
     holdout: float = 0.2,
     quant: str = "Q8_0",
-    pre_tokenizer: Optional[str] = None,
+    pre_tokenizer: str | None = None,
     threads: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def severity_for_area(area_fraction: float) -> str:
     return "major" if area_fraction < SEVERITY_AREA[1] else "critical"
 
 
-def _intensity(image: Optional[np.ndarray], bbox: Sequence[int]) -> np.ndarray:
+def _intensity(image: np.ndarray | None, bbox: Sequence[int]) -> np.ndarray:
     """Pixels of the bbox against a ring around it: bright share, dark share, mean, spread and the 5th / 95th
     percentiles of the difference (the percentiles keep a defect's own brightness when the box is loose), and
     the 5th / 95th percentiles of the bbox's own grey levels."""
@@ -91,12 +92,12 @@ def _intensity(image: Optional[np.ndarray], bbox: Sequence[int]) -> np.ndarray:
 
 
 def evidence_vector(
-    region: Union[Region, dict[str, Any]],
+    region: Region | dict[str, Any],
     roi: Sequence[int],
-    feature: Optional[np.ndarray],
+    feature: np.ndarray | None,
     feature_dim: int,
-    pixel_threshold: Optional[float] = None,
-    image: Optional[np.ndarray] = None,
+    pixel_threshold: float | None = None,
+    image: np.ndarray | None = None,
 ) -> np.ndarray:
     """The region's evidence as float32 ``[evidence_dim(feature_dim)]``.
 
@@ -193,7 +194,7 @@ class Projector:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Projector":
+    def load(cls, path: str | Path) -> Projector:
         """Load ``projector.json`` (or the folder holding it) and its npz; check format, hash and shapes."""
         path = Path(path)
         mpath = path / PROJECTOR_JSON if path.is_dir() else path
@@ -236,7 +237,7 @@ class Projector:
                                  f"runtime's v{EVIDENCE_VERSION}; rebuild: {REBUILD}")
         return cls(path=mpath, manifest=manifest, **arrays)
 
-    def check_for(self, expert_manifest: Optional[Union[str, Path]], gguf: Union[str, Path], n_embd: Optional[int] = None) -> None:
+    def check_for(self, expert_manifest: str | Path | None, gguf: str | Path, n_embd: int | None = None) -> None:
         """Refuse to run with an expert or GGUF other than the ones this projector was trained for."""
         want = self.manifest.get("expert", {}).get("sha256")
         if expert_manifest is not None:
@@ -271,7 +272,7 @@ class Projector:
             f"sev ::= {alt(a['severities'])}\n"
         )
 
-    def parse_answer(self, text: str) -> Optional[dict[str, str]]:
+    def parse_answer(self, text: str) -> dict[str, str] | None:
         """The model's claims, or None when the text is not a complete answer."""
         try:
             data = json.loads(text)
