@@ -156,7 +156,10 @@ def test_cli_command_reports_error_for_missing_dir(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["qwen", "--hf-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quant", "q8_0"])
-    assert args.quant == "Q8_0"
+    assert args.quant == ["Q8_0"]  # one or more quants, comma-separated, normalised to upper case
+    assert parser.parse_args(["qwen", "--tiny", "--out", "o", "--quant", "f16,q8_0"]).quant == ["F16", "Q8_0"]
+    with pytest.raises(SystemExit):  # an unknown quant is refused by the parser
+        parser.parse_args(["qwen", "--tiny", "--out", "o", "--quant", "q3_x"])
     with pytest.raises(QwenExportError, match="no such folder"):
         args.func(args)
 
