@@ -107,6 +107,10 @@ class Archive:
             self.skipped += 1
             return False
 
+    def queue_depth(self) -> int:
+        """Entries waiting for the writer thread."""
+        return self._queue.qsize()
+
     def stats(self) -> dict[str, Any]:
         return {
             "written": self.written,

@@ -92,6 +92,9 @@ def test_fail_safe_reasons_and_the_assistant_figures(tmp_path, tiny_expert_dir, 
             self.counters = self.Counters()
             self.recipe, self.engine_sha256, self.source, self.outbox, self.link, self.archive = recipe, None, None, None, None, None
 
+        def queue_depths(self) -> dict[str, int]:
+            return {"inspect": 0, "post": 0}
+
     feed = AssistantStatusFeed(recipe, mosquitto_broker.host, mosquitto_broker.port)
     metrics = StationMetrics(_Lane(), assistant_feed=feed)
     port = metrics.serve(0)

@@ -160,6 +160,17 @@ class Lane:
         """True while every thread of a started lane is alive (the systemd watchdog asks this)."""
         return all(thread.is_alive() for thread in self._threads)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting in the lane's own queues right now (inspection, post-processing, archive writer).
+
+        Read by the metrics endpoint at scrape time; a growing ``inspect`` depth is the first sign that
+        the expert no longer keeps the line's rate.
+        """
+        depths = {"inspect": self._inspect_q.qsize(), "post": self._post_q.qsize()}
+        if self.archive is not None:
+            depths["archive"] = self.archive.queue_depth()
+        return depths
+
     def set_status_field(self, key: str, value: Any) -> None:
         """Publish ``value`` (JSON-serialisable) as ``status.extras.<key>`` from the next status on."""
         with self._extras_lock:

@@ -96,15 +96,11 @@ class _LaneCollector(Collector):
         counters = lane.counters.snapshot()
         yield from self._counters(counters)
         depth = GaugeMetricFamily("iad_queue_depth", "Items waiting in a queue of the station.", labels=["queue"])
-        for name, q in (("inspect", getattr(lane, "_inspect_q", None)), ("post", getattr(lane, "_post_q", None))):
-            if q is not None:
-                depth.add_metric([name], q.qsize())
-        archive = getattr(lane, "archive", None)
-        if archive is not None and getattr(archive, "_queue", None) is not None:
-            depth.add_metric(["archive"], archive._queue.qsize())
+        for name, size in lane.queue_depths().items():
+            depth.add_metric([name], size)
         node = self.owner.sparkplug
         if node is not None:
-            depth.add_metric(["sparkplug"], node._queue.qsize())
+            depth.add_metric(["sparkplug"], node.queue_depth())
         yield depth
         yield from self._outbox(lane)
         yield from self._source(lane)

@@ -164,6 +164,10 @@ class SparkplugNode:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def queue_depth(self) -> int:
+        """Decisions waiting to be published as DDATA."""
+        return self._queue.qsize()
+
     def start(self) -> SparkplugNode:
         self._supervisor.start()
         self._worker.start()
