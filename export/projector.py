@@ -48,8 +48,8 @@ from edge.assistant.projector import (
     SEVERITY_AREA,
     answer_text,
     evidence_dim,
-    sha256_of,
 )
+from edge.files import sha256_file
 from export.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -378,10 +378,10 @@ def export_projector(
         manifest: dict[str, Any] = {
             "format": PROJECTOR_FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": {PROJECTOR_NPZ: {"bytes": (stage / PROJECTOR_NPZ).stat().st_size, "sha256": sha256_of(stage / PROJECTOR_NPZ)}},
+            "files": {PROJECTOR_NPZ: {"bytes": (stage / PROJECTOR_NPZ).stat().st_size, "sha256": sha256_file(stage / PROJECTOR_NPZ)}},
             "evidence": {"version": EVIDENCE_VERSION, "dim": int(x.shape[1]), "feature_dim": info["feature_dim"]},
             "hidden": hidden, "tokens": tokens, "n_embd": result["n_embd"],
-            "expert": {"manifest": str(info["manifest_path"].resolve()), "sha256": sha256_of(info["manifest_path"])},
+            "expert": {"manifest": str(info["manifest_path"].resolve()), "sha256": sha256_file(info["manifest_path"])},
             "llm": {"gguf": gguf_name, "sha256": gmanifest["files"][gguf_name]["sha256"], "quant": quant,
                     "architecture": gmanifest.get("architecture"), "hf_dir": str(llm_dir.resolve()), "trained": train_llm},
             "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX},

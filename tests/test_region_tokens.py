@@ -111,13 +111,13 @@ def test_injection_parity_q8_0_trained(region_bundle: dict[str, Path]) -> None:
 
 # ------------------------------------------------------------------------------------------ projector file
 def test_projector_manifest_records_hashes_dims_and_metrics(region_bundle: dict[str, Path]) -> None:
-    from edge.assistant.projector import sha256_of
+    from edge.files import sha256_file
 
     bundle = region_bundle["dir"]
     m = json.loads((bundle / "projector.json").read_text())
-    assert m["files"]["projector.npz"]["sha256"] == sha256_of(bundle / "projector.npz")
-    assert m["expert"]["sha256"] == sha256_of(region_bundle["expert"] / "manifest.json")
-    assert m["llm"]["sha256"] == sha256_of(region_bundle["gguf"])
+    assert m["files"]["projector.npz"]["sha256"] == sha256_file(bundle / "projector.npz")
+    assert m["expert"]["sha256"] == sha256_file(region_bundle["expert"] / "manifest.json")
+    assert m["llm"]["sha256"] == sha256_file(region_bundle["gguf"])
     assert m["evidence"]["dim"] == evidence_dim(m["evidence"]["feature_dim"])
     assert m["tokens"] == 4 and m["n_embd"] == 64
     assert set(m["answer"]["defect_types"]) == {"crack", "missing", "scratch", "spot"}

@@ -21,7 +21,6 @@ No torch here (runtime).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelLoadError
+from edge.files import sha256_file
 from edge.types import Region
 
 PROJECTOR_FORMAT = "iad-projector/1"
@@ -142,14 +142,6 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class Projector:
     """The trained MLP: ``(x - mean) / std -> W1 -> GELU -> W2 -> [K, n_embd]``, and its manifest."""
@@ -218,7 +210,7 @@ class Projector:
         size = npz.stat().st_size
         if size != entry.get("bytes"):
             raise ProjectorError(f"{npz}: {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced); rebuild: {REBUILD}")
-        actual = sha256_of(npz)
+        actual = sha256_file(npz)
         if actual != entry.get("sha256"):
             raise ProjectorError(f"{npz}: sha256 {actual[:12]}… differs from the manifest's {str(entry.get('sha256'))[:12]}… "
                                  f"(corrupt or replaced); rebuild: {REBUILD}")
@@ -241,7 +233,7 @@ class Projector:
         """Refuse to run with an expert or GGUF other than the ones this projector was trained for."""
         want = self.manifest.get("expert", {}).get("sha256")
         if expert_manifest is not None:
-            have = sha256_of(Path(expert_manifest))
+            have = sha256_file(Path(expert_manifest))
             if have != want:
                 raise ProjectorError(
                     f"{self.path}: trained for the expert whose manifest has sha256 {str(want)[:12]}…, but this recipe's "
@@ -300,4 +292,4 @@ def _gguf_sha256(path: Path) -> str:
                 return str(entry["sha256"])
         except (OSError, ValueError):
             pass
-    return sha256_of(path)
+    return sha256_file(path)

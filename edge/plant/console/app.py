@@ -146,14 +146,20 @@ def create_app(ctx: ConsoleContext) -> Starlette:
             return _error(500, f"cannot read {ctx.recipe_path}: {exc}")
         return JSONResponse({"path": str(ctx.recipe_path), "text": text, "sha256": file_sha256(ctx.recipe_path)})
 
-    async def check(request: Request) -> Response:
+    async def recipe_body(request: Request, consequence: str, shape: str) -> dict[str, Any] | Response:
+        """The JSON body of an edit request, or the error response that says why it was not read."""
         try:
-            body = await _json_body(request, body_limit)
+            return await _json_body(request, body_limit)
         except BodyTooLarge:
             return _error(413, f"the recipe text is larger than {ctx.editor.max_bytes // 1024} KiB "
-                               "(console.max_edit_kb): nothing was checked")
+                               f"(console.max_edit_kb): {consequence}")
         except ValueError as exc:
-            return _error(400, f"expected a JSON body {{\"text\": ...}}: {exc}")
+            return _error(400, f"expected a JSON body {shape}: {exc}")
+
+    async def check(request: Request) -> Response:
+        body = await recipe_body(request, "nothing was checked", '{"text": ...}')
+        if isinstance(body, Response):
+            return body
         text = body.get("text")
         if not isinstance(text, str):
             return _error(400, "expected a JSON body {\"text\": \"<recipe YAML>\"}")
@@ -167,13 +173,9 @@ def create_app(ctx: ConsoleContext) -> Starlette:
             return _error(401, "log in to apply a recipe (read-only without login)")
         if request.headers.get(CSRF_HEADER) != "1":
             return _error(403, "missing the console's request header: apply from the console page")
-        try:
-            body = await _json_body(request, body_limit)
-        except BodyTooLarge:
-            return _error(413, f"the recipe text is larger than {ctx.editor.max_bytes // 1024} KiB "
-                               "(console.max_edit_kb): nothing was changed")
-        except ValueError as exc:
-            return _error(400, f"expected a JSON body {{\"text\": ..., \"base_sha256\": ...}}: {exc}")
+        body = await recipe_body(request, "nothing was changed", '{"text": ..., "base_sha256": ...}')
+        if isinstance(body, Response):
+            return body
         text, base = body.get("text"), body.get("base_sha256")
         if not isinstance(text, str) or not (base is None or isinstance(base, str)):
             return _error(400, "expected a JSON body {\"text\": \"<recipe YAML>\", \"base_sha256\": \"<hash>\"}")
