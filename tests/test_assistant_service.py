@@ -31,6 +31,32 @@ def _service_with_bus(recipe, broker):
     return service, bus
 
 
+def test_the_bus_reports_connected_only_once_its_subscriptions_are_acknowledged(mosquitto_broker) -> None:
+    """A message published right after ``connected`` must reach the assistant.
+
+    paho sends SUBSCRIBE only after ``on_connect`` returns; a bus that flags itself connected inside
+    ``on_connect`` lets a publisher race the broker's subscription (seen in CI: the PLC's messages were
+    lost and the service waited for jobs that never came).
+    """
+    suback = threading.Event()
+    bus = AssistantBus(mosquitto_broker.host, mosquitto_broker.port, "iad-assistant-suback", "iad/x/status/assistant",
+                       subscribe=("iad/x/result",), on_message=lambda topic, body: None)
+    chained = bus.client.on_subscribe
+
+    def on_subscribe(*args) -> None:
+        suback.set()
+        if chained is not None:
+            chained(*args)
+
+    bus.client.on_subscribe = on_subscribe
+    try:
+        bus.start(wait_s=0)
+        assert bus.connected.wait(10)
+        assert suback.is_set(), "connected was flagged before the broker acknowledged the subscription"
+    finally:
+        bus.stop()
+
+
 def _ng_job(trigger_id: int) -> dict:
     return {"kind": "explain", "session": "s1", "trigger_id": trigger_id, "verdict": "NG", "score": 0.3,
             "regions": [SERVICE_REGION]}
@@ -91,7 +117,14 @@ def test_mqtt_result_and_cmd_generate_are_served(assistant_recipe_path, mosquitt
         deadline = time.monotonic() + 10  # MQTT jobs go through the spool (durable like the lane's)
         while len(list(recipe.assistant.spool.glob("*.json"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        service.run(threading.Event(), max_jobs=3)
+        assert len(list(recipe.assistant.spool.glob("*.json"))) == 3  # result 7, generate r1 and r2 (r3 is refused)
+        give_up = threading.Timer(60, lambda: stop.set())  # a lost job fails this test, never hangs it
+        stop = threading.Event()
+        give_up.start()
+        try:
+            assert service.run(stop, max_jobs=3) == 3
+        finally:
+            give_up.cancel()
         assert rec.wait_for(lambda m: len([x for x in m if x.topic.endswith("/generation")]) >= 2
                             and any(x.topic.endswith("/explanation") for x in m)
                             and any(x.topic.endswith("/cmd/generate/result") for x in m), 20)

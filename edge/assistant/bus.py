@@ -45,12 +45,13 @@ class AssistantBus:
             self.client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file) if tls.cert_file else None,
                                 keyfile=str(tls.key_file) if tls.key_file else None)
         self.client.on_connect = self._connected
+        self.client.on_subscribe = self._subscribed
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_message = self._message
         self.host, self.port, self.keepalive = host, port, keepalive
 
     def start(self, wait_s: float = 5.0) -> AssistantBus:
-        """Connect in the background (retrying); wait up to ``wait_s`` for the first connection."""
+        """Connect in the background (retrying); wait up to ``wait_s`` for the first connection and its SUBACK."""
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self.connected.wait(wait_s)
@@ -61,7 +62,17 @@ class AssistantBus:
             log.warning("assistant MQTT connect refused: %s", reason_code)
             return
         if self._subscribe:
+            # paho sends SUBSCRIBE after this callback returns: "connected" waits for the SUBACK
+            # (_subscribed), else a message published right after it could reach the broker first and be lost.
             client.subscribe([(t, 1) for t in self._subscribe])
+        else:
+            self.connected.set()
+
+    def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(code) for code in reason_codes if getattr(code, "is_failure", False)]
+        if refused:
+            log.warning("assistant MQTT subscription refused (%s): %s", ", ".join(refused), self._subscribe)
+            return
         self.connected.set()
 
     def _message(self, client, userdata, msg) -> None:

@@ -70,6 +70,7 @@ class StationFeed:
                                    protocol=mqtt.MQTTv5)  # own id per console: two consoles must not take over each other's session
         apply_auth(self._client, recipe.mqtt)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = lambda *a: self.connected.clear()
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(0.2, 5)
@@ -131,6 +132,10 @@ class StationFeed:
             return
         client.subscribe([(self.topics.decision, 0), (self.topics.status, 0), (f"{self.topics.status}/assistant", 0),
                           (self.topics.explanation, 0)])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: Any, reason_codes: Any, properties: Any) -> None:
+        # "connected" only after SUBACK (paho sends SUBSCRIBE after on_connect returns): from then on the
+        # feed misses nothing the lane publishes.
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: Any) -> None:
