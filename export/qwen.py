@@ -1,7 +1,7 @@
 """Hugging Face Qwen checkpoint -> quantized GGUF for the assistant lane, verified, with a manifest.
 
-Pipeline: (``--tiny`` / ``--tiny-vl``: build a deterministic random tiny Qwen2 /
-Qwen2-VL + tokenizer) ->
+Pipeline: (``--tiny`` / ``--tiny-vl`` / ``--tiny-arch qwen3.5|qwen3.5-vl``: build a
+deterministic random tiny Qwen2 / Qwen2-VL / Qwen3.5 / Qwen3.5-VL + tokenizer) ->
 llama.cpp converter to an f16 GGUF -> ``llama_cpp.llama_model_quantize`` to the
 asked type -> load the result with ``llama_cpp.Llama`` and generate a few
 tokens -> ``manifest.json`` ("iad-gguf/1"). For vision-language checkpoints the
@@ -41,7 +41,7 @@ QUANT_TYPES = {
     "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
 }
 _SUPPORTED_MODEL_TYPES = ("qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe", "qwen2_moe", "qwen3_vl", "qwen3_5", "qwen3_5_text")
-TINY_NAMES = {"qwen2": "tiny-qwen2", "qwen2-vl": "tiny-qwen2-vl", "qwen3.5": "tiny-qwen3.5"}
+TINY_NAMES = {"qwen2": "tiny-qwen2", "qwen2-vl": "tiny-qwen2-vl", "qwen3.5": "tiny-qwen3.5", "qwen3.5-vl": "tiny-qwen3.5-vl"}
 # Qwen3.5 checkpoints: the converter asserts on a checkpoint without multi-token-prediction layers unless told.
 _NO_MTP_MODEL_TYPES = ("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text")
 TINY_NAME = TINY_NAMES["qwen2"]
@@ -71,7 +71,8 @@ def export_qwen(
     list (e.g. ``["F32", "F16", "Q8_0"]``: one conversion, several files).
     ``tiny``: True or "qwen2" for the tiny text model, "qwen2-vl" for the tiny
     vision-language model (text GGUF + mmproj), "qwen3.5" for the tiny Qwen3.5
-    (hybrid linear/full attention, interleaved M-RoPE). ``hf_out``: also keep
+    (hybrid linear/full attention, interleaved M-RoPE), "qwen3.5-vl" for the tiny
+    Qwen3.5 with its vision tower (text GGUF + mmproj). ``hf_out``: also keep
     the tiny Hugging Face checkpoint there (the reference for parity tests and
     the starting point of ``iad-export projector --train-llm``).
     """
@@ -269,7 +270,57 @@ def build_tiny_qwen35(out_dir: Path, seed: int = 0, init_std: float | None = Non
     return out_dir
 
 
-TINY_BUILDERS = {"qwen2": build_tiny_qwen, "qwen2-vl": build_tiny_qwen2_vl, "qwen3.5": build_tiny_qwen35}
+def build_tiny_qwen35_vl(out_dir: Path, seed: int = 0, init_std: float | None = None) -> Path:
+    """Save a deterministic random tiny Qwen3.5 vision-language model (``Qwen3_5ForConditionalGeneration``).
+
+    The text model is :func:`build_tiny_qwen35`'s (same sizes, same M-RoPE fit); the vision tower is Qwen3.5's
+    (Qwen3-VL style: learned position embeddings, no deepstack) at toy size: hidden 32, 2 blocks, 2 heads,
+    patch 16, 2x2 merge, 8x8 position grid. llama.cpp's converter writes the text GGUF (arch ``qwen35``)
+    and the mmproj (projector type ``qwen3vl``), which llama.cpp's multimodal path (mtmd) loads.
+    """
+    import torch
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    from export.tokenizer import build_tiny_tokenizer
+
+    ids = build_tiny_tokenizer(out_dir, vision=True, answers=True)
+    text = dict(
+        vocab_size=ids["n_vocab"], hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048, rms_norm_eps=1e-6,
+        tie_word_embeddings=True, linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16,
+        linear_num_key_heads=2, linear_num_value_heads=4,
+        layer_types=["linear_attention"] * 3 + ["full_attention"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
+                         "mrope_section": [3, 3, 2], "mrope_interleaved": True},
+        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
+    )
+    if init_std is not None:
+        text["initializer_range"] = init_std
+    config = Qwen3_5Config(
+        text_config=text,
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=64,
+                           num_position_embeddings=64),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3_5ForConditionalGeneration(config).eval()
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    # Qwen3.5's image processor settings (mean/std 0.5, patch 16), with a small pixel budget for fast tests.
+    preprocessor = {
+        "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor",
+        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": 64 * 64, "max_pixels": 128 * 128,
+        "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True, "rescale_factor": 1 / 255,
+    }
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
+    return out_dir
+
+
+TINY_BUILDERS = {"qwen2": build_tiny_qwen, "qwen2-vl": build_tiny_qwen2_vl, "qwen3.5": build_tiny_qwen35,
+                 "qwen3.5-vl": build_tiny_qwen35_vl}
 
 
 def _needs_no_mtp(config: dict) -> bool:

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     src.add_argument("--tiny", action="store_true", help="A deterministic random tiny Qwen2 with a small tokenizer (tests, demo).")
     src.add_argument("--tiny-vl", action="store_true", help="A deterministic random tiny Qwen2-VL: text GGUF + mmproj (tests of the image path).")
     src.add_argument("--tiny-arch", choices=list(TINY_NAMES),
-                     help="A deterministic random tiny model of this architecture (qwen2, qwen2-vl, qwen3.5).")
+                     help="A deterministic random tiny model of this architecture (qwen2, qwen2-vl, qwen3.5; "
+                     "qwen3.5-vl: Qwen3.5 with its vision tower, text GGUF + mmproj).")
     parser.add_argument("--quant", default="Q4_K_M", type=_quants,
                         help=f"Quantization type, or several comma-separated ({', '.join(QUANT_TYPES)}; default Q4_K_M).")
     parser.add_argument("--keep-hf", type=Path, default=None,
