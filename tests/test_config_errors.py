@@ -40,7 +40,7 @@ CASES = [
     ('misspelled_source_type_key', 'type: synthetic', 'typex: synthetic',
      "5:3: source.typex: unknown key 'typex' — did you mean 'type'? (type selects one of synthetic, folder, genicam)"),
     ('misspelled_expert_backend_key', 'backend: onnxruntime', 'backnd: onnxruntime',
-     "10:3: expert.backnd: unknown key 'backnd' — did you mean 'backend'? (backend selects one of onnxruntime, tensorrt)"),
+     "10:3: expert.backnd: unknown key 'backnd' — did you mean 'backend'? (backend selects one of onnxruntime, tensorrt, openvino)"),
     ('missing_source_type', '  type: synthetic\n', '',
      "4:1: source: missing 'type': one of synthetic, folder, genicam"),
     ('missing_required_key', '  model: expert.onnx\n', '',

@@ -70,8 +70,23 @@ class TensorRTExpertConfig(StrictModel):
     max_bank: int = Field(65536, ge=1, description="Largest memory bank the engine profile allows.")
 
 
+class OpenVinoExpertConfig(StrictModel):
+    """OpenVINO backend for Intel CPUs (extra `openvino`): the INT8 graph from `iad-export quantize --runtime openvino`."""
+
+    implementation: ClassVar[str] = "edge.expert.openvino:OpenVinoExpert"
+    backend: Literal["openvino"] = Field("openvino", description="Selects the OpenVINO CPU backend.")
+    model: RecipePath = Field(
+        description="Path of expert.onnx: FP32 from `iad-export dinov2`, or INT8 from `iad-export quantize --runtime openvino`."
+    )
+    threads: int = Field(2, ge=1, le=256, description="Inference threads of the OpenVINO CPU plugin.")
+    min_fidelity: FidelityConfig = Field(
+        default_factory=FidelityConfig,
+        description="An INT8 expert loads only if its manifest's fidelity, measured on OpenVINO, meets this.",
+    )
+
+
 ExpertConfig = Annotated[
-    OnnxRuntimeExpertConfig | TensorRTExpertConfig,
+    OnnxRuntimeExpertConfig | TensorRTExpertConfig | OpenVinoExpertConfig,
     Field(discriminator="backend"),
 ]
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge.config.expert import OnnxRuntimeExpertConfig, TensorRTExpertConfig
+from edge.config.expert import OnnxRuntimeExpertConfig, OpenVinoExpertConfig, TensorRTExpertConfig
 from edge.config.recipe import Recipe
 from edge.config.source import FolderSourceConfig, GenicamSourceConfig
 from edge.files import MANIFEST_NAME
@@ -23,7 +23,7 @@ KeyPath = tuple[str, ...]
 def required_files(recipe: Recipe) -> Iterator[tuple[KeyPath, Path, str]]:
     """(key path, path, kind) of every input file or folder the recipe names; kind is 'file' or 'folder'."""
     expert = recipe.expert
-    if isinstance(expert, OnnxRuntimeExpertConfig):
+    if isinstance(expert, (OnnxRuntimeExpertConfig, OpenVinoExpertConfig)):
         yield ("expert", "model"), expert.model, "file"
     if isinstance(expert, TensorRTExpertConfig):
         yield ("expert", "engine"), expert.engine, "file"

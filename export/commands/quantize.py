@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="How INT8 activation ranges are found (default minmax).")
     parser.add_argument("--attention-int8", action="store_true",
                         help="Also quantise the attention matmuls (QK^T, AV): faster at 448 px, less faithful.")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for calibration and fidelity (default 2).")
+    parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"],
+                        help="--int8: the backend the graph is for, and where its fidelity is measured: onnxruntime "
+                             "(default; attention fused into ORT's FP32 kernel) or openvino (extra 'openvino'; Intel "
+                             "CPUs, attention in BF16 where the CPU has it; recipe expert.backend: openvino).")
+    parser.add_argument("--threads", type=int, default=2, help="Threads for calibration and fidelity (default 2).")
     parser.set_defaults(func=run)
 
 
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    if args.runtime != "onnxruntime" and args.precision != "int8":
+        raise ExportError(f"--runtime {args.runtime} applies to --int8 only (--fp16 is for the CUDA/TensorRT providers)")
     if not 0.0 < args.holdout < 1.0:
         raise ExportError(f"--holdout must be between 0 and 1 (got {args.holdout})")
     from pathlib import Path
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision == "int8":
         manifest = quantize_int8(args.model, args.out, calibration, holdout_fraction=args.holdout,
                                  method=args.calibration_method, attention_int8=args.attention_int8,
-                                 threads=args.threads, progress=say)
+                                 runtime=args.runtime, threads=args.threads, progress=say)
     else:
         manifest = convert_fp16(args.model, args.out, calibration, holdout_fraction=args.holdout,
                                 threads=args.threads, progress=say)
@@ -96,5 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if fidelity["eval_tiles"] < 30:
         print(f"note: fidelity measured on only {fidelity['eval_tiles']} tiles; for trustworthy figures give 32 or "
               "more good images (a quarter is held out)")
-    print("point the recipe's expert.model at it and re-run `iad-edge calibrate` (a bank belongs to one expert)")
+    backend = manifest.get("quantization", {}).get("runtime", "onnxruntime")
+    print(f"point the recipe's expert.model at it (expert.backend: {backend}) and re-run `iad-edge calibrate` "
+          "(a bank belongs to one expert)")
     return 0
