@@ -10,6 +10,9 @@ and their ratio, measured in one run on the same model and bank. Target: ratio <
 
 With ``--int8`` it compares the INT8 expert (``iad-export quantize``) with the FP32
 one instead (speed interleaved, fidelity on synthetic parts; see bench/_precision.py):
+the ONNX Runtime INT8 graph (JSON top level), the ``--attention-int8`` variant and,
+when the ``openvino`` package is installed, the ``--runtime openvino`` graph on
+OpenVINO (JSON ``openvino``); every speed-up is against the FP32 graph on ONNX Runtime:
 
     .venv/bin/python bench/expert.py --int8 [--runs 8] [--json FILE]
 """

@@ -18,6 +18,7 @@ Runtime contrib op.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ class OpenVinoExpert:
         log.info("region expert %s on OpenVINO CPU, inference precision %s", self.manifest.get("architecture", "?"),
                  self.precision)
         self._bank: np.ndarray | None = None
+        self._lock = threading.Lock()  # one infer request: unlike an ORT session it must not run twice at once
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -117,7 +119,8 @@ class OpenVinoExpert:
     def run(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._bank is None:
             raise BankError("no memory bank installed: run `iad-edge calibrate` first")
-        distances, features = self.runner.run(["distances", "features"], {"tiles": tiles, "bank": self._bank})
+        with self._lock:
+            distances, features = self.runner.run(["distances", "features"], {"tiles": tiles, "bank": self._bank})
         return distances, features
 
     def close(self) -> None:
