@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,11 @@ def test_quantize_cli_runtime_openvino_is_int8_only(tmp_path: Path, tiny_expert_
     err = capsys.readouterr().err
     assert rc == 1 and "--runtime openvino applies to --int8 only" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_openvino_backend_without_the_package_says_how_to_install(tmp_path: Path, precision_experts: dict[str, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what a station without the extra sees
+    recipe = load_recipe(_recipe(tmp_path, precision_experts["int8_openvino"], "openvino"))
+    with pytest.raises(ModelLoadError, match=r"needs the openvino package: pip install 'iad-edge\[openvino\]'"):
+        load_expert(recipe.expert)

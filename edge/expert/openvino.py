@@ -51,8 +51,11 @@ def inference_precision(manifest: dict[str, Any]) -> str:
 
 def compile_graph(model_path: Path, threads: int, precision: str) -> Any:
     """Compile ``model_path`` for OpenVINO's CPU plugin: latency mode, one stream, ``threads`` threads."""
-    import openvino as ov  # noqa: PLC0415 - optional dependency (extra "openvino")
-
+    try:
+        import openvino as ov  # noqa: PLC0415 - optional dependency (extra "openvino")
+    except ImportError:
+        raise ModelLoadError(f"{model_path}: expert.backend openvino needs the openvino package: "
+                             "pip install 'iad-edge[openvino]' (or use expert.backend: onnxruntime)") from None
     if precision not in PRECISIONS:
         raise ModelLoadError(f"{model_path}: inference precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
