@@ -15,6 +15,7 @@ For each resolution it measures, in one run on the same model and bank:
   measured before and after the lane runs and pooled).
 
     .venv/bin/python bench/lane.py [--resolutions 224 448] [--frames 20] [--threads 2] [--workdir DIR] [--json FILE]
+        [--openvino]   # the INT8 graph for OpenVINO on expert.backend: openvino (needs the openvino extra)
 
 Needs the [export] extra (torch) to export the random-weight ViT-S/14 and a
 mosquitto binary. Prints a table; never asserts on absolute times.
@@ -66,7 +67,7 @@ class Plc:
         self.client.loop_stop()
 
 
-def _recipe(workdir: Path, model: Path, resolution: int, threads: int, rate_hz, name: str):
+def _recipe(workdir: Path, model: Path, resolution: int, threads: int, rate_hz, name: str, backend: str = "onnxruntime"):
     import yaml
 
     from edge.config import load_recipe
@@ -78,7 +79,7 @@ def _recipe(workdir: Path, model: Path, resolution: int, threads: int, rate_hz, 
     path.write_text(yaml.safe_dump({
         "version": 1, "line": "bench", "station": name,
         "source": source,
-        "expert": {"backend": "onnxruntime", "model": str(model), "threads": threads},
+        "expert": {"backend": backend, "model": str(model), "threads": threads},
         "tiling": {"mode": "resize", "resolution": resolution},
         "bank": {"path": f"bank-{resolution}.npz"},
         "decision": {"window_ms": 60000, "fail_safe": "NG"},
@@ -186,13 +187,19 @@ def _expert_only(inspector, tile: np.ndarray, runs: int, cpu: list[float] | None
     return times
 
 
-def bench_resolution(workdir: Path, broker, resolution: int, frames: int, threads: int, rounds: int = 3) -> dict:
+def bench_resolution(workdir: Path, broker, resolution: int, frames: int, threads: int, rounds: int = 3,
+                     openvino: bool = False) -> dict:
     from edge.bank import build_bank
     from edge.inspector import Inspector
     from edge.sources.synthetic import SyntheticPartRenderer
 
     model = exported_expert(workdir, "vits14", resolution)
-    base = _recipe(workdir, model, resolution, threads, None, f"sat{resolution}")
+    backend = "onnxruntime"
+    if openvino:  # the INT8 graph made for OpenVINO, on the OpenVINO backend (docs/precision.md)
+        from bench._precision import quantized
+
+        model, backend = quantized(workdir, model, resolution, False, 16, threads, "openvino"), "openvino"
+    base = _recipe(workdir, model, resolution, threads, None, f"sat{resolution}", backend)
     inspector = Inspector.from_recipe(base, load_bank=False)
     renderer = SyntheticPartRenderer(resolution, resolution, 3, seed=1, defect_rate=0.0)
     bank = build_bank(inspector.expert, (renderer.render(i).image for i in range(4)), base, progress=False)
@@ -227,7 +234,7 @@ def bench_resolution(workdir: Path, broker, resolution: int, frames: int, thread
     expert_p50 = statistics.median(before + after)
     lane_p50 = statistics.median(lane_lat)
     return {
-        "resolution": resolution, "expert_p50": expert_p50, "expert_fps": 1000.0 / expert_p50,
+        "resolution": resolution, "backend": backend, "expert_p50": expert_p50, "expert_fps": 1000.0 / expert_p50,
         "expert_p50_before": statistics.median(before), "expert_p50_after": statistics.median(after),
         "lane_p50": lane_p50, "lane_p99": _pct(lane_lat, 0.99),
         "plc_p50": statistics.median(plc_lat) if plc_lat else float("nan"), "plc_p99": _pct(plc_lat, 0.99),
@@ -251,6 +258,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep exported models here between runs (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the figures (per resolution fps_ratio, p50_ratio) here")
     parser.add_argument("--rounds", type=int, default=3, help="saturated rounds, each bracketed by expert-only runs")
+    parser.add_argument("--openvino", action="store_true",
+                        help="run the INT8 graph of `iad-export quantize --runtime openvino` on the OpenVINO backend")
     args = parser.parse_args()
 
     from edge.devtools.broker import MosquittoBroker
@@ -264,8 +273,10 @@ def main() -> int:
     with MosquittoBroker() as broker:
         for resolution in args.resolutions:
             print(f"[bench] ViT-S/14 random weights @ {resolution}: exporting/measuring ...", file=sys.stderr, flush=True)
-            rows.append(bench_resolution(args.workdir, broker, resolution, args.frames, args.threads, args.rounds))
-    print(f"\nreal-time lane, ViT-S/14 (random weights), ORT CPU {args.threads} threads, mosquitto on loopback, "
+            rows.append(bench_resolution(args.workdir, broker, resolution, args.frames, args.threads, args.rounds,
+                                         args.openvino))
+    runtime = "INT8 on OpenVINO CPU" if args.openvino else "ORT CPU"
+    print(f"\nreal-time lane, ViT-S/14 (random weights), {runtime} {args.threads} threads, mosquitto on loopback, "
           f"{args.frames} frames per run")
     head = (f"{'res':>4} | {'expert p50':>10} | {'lane p50/p99 (ms)':>17} | {'PLC recv p50/p99':>16} | {'lane/expert':>11} |"
             f" {'same-frame':>10} | {'fps expert':>10} | {'fps lane':>8} | {'fps ratio':>9} | fail-safe")
