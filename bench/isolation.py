@@ -83,7 +83,8 @@ def write_recipe(workdir: Path, expert_dir: Path, gguf: Path, resolution: int, r
     import yaml
 
     recipe = {
-        "version": 1, "line": "bench", "station": f"iso{name}",
+        # one station for every phase: the bank prepared once records it (a name per phase made each load warn)
+        "version": 1, "line": "bench", "station": "iso",
         "source": {"type": "synthetic", "width": 224, "height": 224, "channels": 3, "defect_rate": 0.3, "seed": 3,
                    "rate_hz": rate},
         "expert": {"backend": "onnxruntime", "model": str(expert_dir / "expert.onnx"), "threads": threads},
