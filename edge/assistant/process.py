@@ -38,8 +38,7 @@ from pydantic import ValidationError
 from edge.assistant.busy_signal import BusySignal, signal_name
 from edge.assistant.evidence import region_evidence, region_images
 from edge.assistant.explain import Explainer, fallback_explanation
-from edge.assistant.projector import evidence_vector
-from edge.assistant.region_explain import bbox_feature
+from edge.assistant.region_explain import RegionExplainer, bbox_feature, region_vector
 from edge.assistant.spool import SpoolJob, SpoolReader, write_job
 from edge.atomic import write_bytes_atomic
 from edge.config.recipe import Recipe
@@ -114,7 +113,7 @@ class AssistantService:
         self,
         recipe: Recipe,
         publish: Publish | None = None,
-        explainer: Explainer | None = None,
+        explainer: Explainer | RegionExplainer | None = None,
         inspector: Any = None,
         busy: BusySignal | None = None,
         poll_s: float = 0.1,
@@ -378,12 +377,7 @@ class AssistantService:
 
     def _region_vector(self, region: dict[str, Any], feature: np.ndarray | None, image: np.ndarray | None) -> np.ndarray | None:
         """The region's evidence vector for the projector (None without the frame or the region's feature)."""
-
-        if image is None or feature is None:
-            return None
-        roi = self.recipe.roi
-        box = (roi.x, roi.y, roi.width, roi.height) if roi is not None else (0, 0, image.shape[1], image.shape[0])
-        return evidence_vector(region, box, feature, self.explainer.feature_dim, self.recipe.thresholds.pixel, image)
+        return region_vector(self.recipe, region, feature, self.explainer.feature_dim, image)
 
     def _allowed(self, path: Path) -> Path:
         """Generation requests come from the network: read only under the archive, the recipe's folder

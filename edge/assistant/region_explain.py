@@ -11,6 +11,10 @@ and counted on ``status`` by the assistant service), never overwritten.
 
 Same interface as :class:`edge.assistant.explain.Explainer` (``explain``,
 ``close``, ``model_path``, ``vision``), so the assistant service uses either.
+:func:`open_explainer` is the one place that chooses between the two paths
+(``iad-edge assistant`` and ``iad-edge explain`` both call it), and
+:func:`region_vector` the one place that turns a region into the projector's
+input (the service and ``iad-edge explain`` both call it).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.assistant.explain import Explanation, ExplanationError, fallback_explanation
+from edge.assistant.explain import Explainer, Explanation, ExplanationError, fallback_explanation
+from edge.assistant.projector import evidence_vector
 from edge.assistant.region_reader import RegionReader
+from edge.expert.manifest import manifest_path_for
 from edge.regions import pool_region_feature
 from edge.tiling import patch_centers, plan_tiles
 
@@ -126,6 +132,40 @@ class RegionExplainer:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def open_explainer(recipe: Any, model: str | Path | None = None, mmproj: str | Path | None = None,
+                   should_pause: Callable[[], bool] | None = None) -> Explainer | RegionExplainer:
+    """The recipe's explainer: region tokens when ``assistant.projector`` is set, else the text path.
+
+    The single choice of path for the assistant service and ``iad-edge explain``, so that a quality engineer's
+    explanation of an archived frame comes from the same model path as the line's. ``model`` / ``mmproj``
+    override the recipe's. An mmproj together with a projector is refused rather than silently dropped: on the
+    region-token path the region tokens stand for the region (no image crop is sent).
+    """
+    cfg = recipe.assistant
+    if cfg.projector:
+        image_model = mmproj or cfg.mmproj
+        if image_model is not None:
+            raise ExplanationError(
+                f"{image_model}: an mmproj (--mmproj / assistant.mmproj) with assistant.projector: the region-token path "
+                "sends no image crop; drop the mmproj, or drop assistant.projector to use the image path")
+        return RegionExplainer.from_config(cfg, manifest_path_for(recipe.expert.model), model=model,
+                                           should_pause=should_pause)
+    return Explainer.from_config(cfg, model=model, mmproj=mmproj, should_pause=should_pause)
+
+
+def region_vector(recipe: Any, region: Any, feature: np.ndarray | None, feature_dim: int,
+                  image: np.ndarray | None) -> np.ndarray | None:
+    """A region's evidence vector for the projector (None without the frame or the region's pooled feature).
+
+    Geometry is normalised to the recipe's ROI (the whole frame without one), as in training.
+    """
+    if image is None or feature is None:
+        return None
+    roi = recipe.roi
+    box = (roi.x, roi.y, roi.width, roi.height) if roi is not None else (0, 0, image.shape[1], image.shape[0])
+    return evidence_vector(region, box, feature, feature_dim, recipe.thresholds.pixel, image)
 
 
 def bbox_feature(result: Any, bbox: Sequence[int], recipe: Any, patch_size: int) -> np.ndarray | None:

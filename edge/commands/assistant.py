@@ -18,13 +18,11 @@ from pathlib import Path
 from edge.assistant import thaw_guard
 from edge.assistant.bus import AssistantBus
 from edge.assistant.busy_signal import BusySignal, signal_name
-from edge.assistant.explain import Explainer
 from edge.assistant.priority import apply_priority
 from edge.assistant.process import AssistantService
-from edge.assistant.region_explain import RegionExplainer
+from edge.assistant.region_explain import open_explainer
 from edge.commands.options import add_mqtt_options
 from edge.config import load_recipe
-from edge.expert.manifest import manifest_path_for
 from edge.outputs import check_outputs, runtime_outputs
 from edge.preflight import preflight
 
@@ -61,13 +59,8 @@ def run(args: argparse.Namespace) -> int:
     applied = apply_priority(cfg.nice, cfg.cpu_affinity, cfg.sched_idle, cfg.io_priority)
     busy = BusySignal(cfg.busy_signal or signal_name(recipe.line, recipe.station))
     explainer = None
-    if args.model or cfg.model:
-        if cfg.projector:  # region tokens: the model reads each region from injected embeddings
-
-            explainer = RegionExplainer.from_config(cfg, manifest_path_for(recipe.expert.model), model=args.model,
-                                                    should_pause=busy.busy)
-        else:
-            explainer = Explainer.from_config(cfg, model=args.model, mmproj=args.mmproj, should_pause=busy.busy)
+    if args.model or cfg.model:  # region tokens with assistant.projector, else the text path (one choice, shared)
+        explainer = open_explainer(recipe, model=args.model, mmproj=args.mmproj, should_pause=busy.busy)
     service = AssistantService(recipe, explainer=explainer, busy=busy)
     service.priority = applied
     stop = threading.Event()
