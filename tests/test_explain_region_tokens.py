@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'iad-edge[assistant]')")
-# the first test that needs the session's trained projector pays its training (minutes on a loaded 2-core machine)
-pytestmark = pytest.mark.timeout(1800)
+# the first test that needs the session's trained projector pays its training: minutes on a quiet machine, but
+# > 30 min measured on the 2-core machine at load average 8-11 (2026-12-02), hence the hour
+pytestmark = pytest.mark.timeout(3600)
 
 from edge.assistant.projector import LOCATIONS, SEVERITIES
 from edge.cli import main
