@@ -58,6 +58,9 @@ PROMPT_PREFIX = "<|im_start|>user\nRegion: "
 PROMPT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"  # short: prompt + K + answer fit one 64-token chunk of the linear attention
 
 
+FEATURE_DROPOUT = 0.5  # see train()
+
+
 class ProjectorExportError(ExportError):
     """The projector could not be trained or exported (bad input, no usable cases, export failure)."""
 
@@ -202,8 +205,16 @@ def _pairs(cases: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
 def train(
     llm_dir: Path, x: np.ndarray, targets: Sequence[str], *, tokens: int, hidden: int, train_llm: bool, seed: int,
     device: str, epochs: int, batch: int, lr: float, budget_s: float | None, progress: bool,
+    feature_dropout: float = FEATURE_DROPOUT,
 ) -> dict[str, Any]:
-    """Train the projector (and the LLM with ``train_llm``); return numpy weights, model, tokenizer, stats."""
+    """Train the projector (and the LLM with ``train_llm``); return numpy weights, model, tokenizer, stats.
+
+    ``feature_dropout``: share of the pairs in each batch whose pooled patch feature is replaced by the runtime's
+    "feature unknown" (zeros, flag 0). The pooled feature of one product look does not carry over to another (it
+    describes the texture as much as the defect); measured on held-out looks, a projector trained with it always
+    present leans on it and loses location and type on the new look. Dropping it for half the pairs makes the
+    geometry and pixel evidence carry the answer, and the feature adds what it can.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -226,6 +237,9 @@ def train(
     std = x.std(axis=0)
     std = np.where(std < 1e-4, 1.0, std).astype(np.float32)
     xn = torch.from_numpy((x - mean) / std).to(device)
+    n_feature = x.shape[1] - evidence_dim(0)  # the pooled feature and its flag are the last n_feature + 1 entries
+    unknown = np.zeros(n_feature + 1, np.float32)
+    no_feature = torch.from_numpy((unknown - mean[-n_feature - 1 :]) / std[-n_feature - 1 :]).to(device)
     proj = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(approximate="tanh"),
                                torch.nn.Linear(hidden, tokens * n_embd)).to(device)
     with torch.no_grad():
@@ -267,7 +281,12 @@ def train(
                 ans[j, : len(a)] = a
                 labels[j, p_len + tokens + s_len - 1 : p_len + tokens + s_len - 1 + len(a)] = a  # shifted: predicts a
             sel = torch.as_tensor(idx, device=device)
-            h = proj[1](proj[0](xn[sel]))
+            xb = xn[sel]
+            if feature_dropout > 0:
+                drop = torch.from_numpy(rng.random(len(idx)) < feature_dropout).to(device)
+                xb = xb.clone()
+                xb[drop, -n_feature - 1 :] = no_feature
+            h = proj[1](proj[0](xb))
             region = proj[2](h).view(len(idx), tokens, n_embd)
             inputs = torch.cat([emb(pre_ids).expand(len(idx), -1, -1), region, emb(suf_ids).expand(len(idx), -1, -1), emb(ans)], 1)
             logits = model(inputs_embeds=inputs).logits
@@ -300,7 +319,7 @@ def train(
             "n_embd": n_embd, "prefix": prefix, "suffix": suffix,
             "stats": {"steps": step, "epochs_planned": epochs, "stopped_by_budget": stopped_early,
                       "seconds": round(time.monotonic() - start, 1), "final_loss": round(float(np.mean(losses[-10:])), 4),
-                      "pairs": n, "batch": batch, "lr": lr}}
+                      "pairs": n, "batch": batch, "lr": lr, "feature_dropout": feature_dropout}}
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -320,6 +339,7 @@ def export_projector(
     batch: int = 32,
     lr: float = 5e-3,
     budget_s: float | None = None,
+    feature_dropout: float = FEATURE_DROPOUT,
     holdout: float = 0.2,
     quant: str = "Q8_0",
     pre_tokenizer: str | None = None,
@@ -336,6 +356,8 @@ def export_projector(
     info = _check_inputs(llm_dir, expert_dir, data, recipe_path)
     if device == "cuda" and not torch.cuda.is_available():
         raise ProjectorExportError("--device cuda: torch sees no CUDA device (this torch is CPU-only or no GPU is present)")
+    if not 0.0 <= feature_dropout < 1.0:
+        raise ProjectorExportError(f"--feature-dropout must be in [0, 1) (got {feature_dropout})")
     if not 0.0 < holdout < 1.0:
         raise ProjectorExportError(f"--holdout must be between 0 and 1 (got {holdout})")
     torch.set_num_threads(max(1, threads))
@@ -356,7 +378,8 @@ def export_projector(
         x, targets = _pairs(fit)
         types = sorted({c.defect_type for c in cases})
         result = train(llm_dir, x, targets, tokens=tokens, hidden=hidden, train_llm=train_llm, seed=seed, device=device,
-                       epochs=epochs, batch=batch, lr=lr, budget_s=budget_s, progress=progress)
+                       epochs=epochs, batch=batch, lr=lr, budget_s=budget_s, progress=progress,
+                       feature_dropout=feature_dropout)
 
         from export.qwen import export_qwen
 

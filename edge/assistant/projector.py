@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.errors import ModelLoadError
@@ -37,15 +38,19 @@ from edge.types import Region
 PROJECTOR_FORMAT = "iad-projector/1"
 PROJECTOR_JSON = "projector.json"
 PROJECTOR_NPZ = "projector.npz"
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION = 2
 LOCATIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
 SEVERITIES = ("minor", "major", "critical")
 # Severity labels of the training targets: share of the inspected area covered by the defect.
 SEVERITY_AREA = (0.004, 0.012)
 N_GEOMETRY = 12
 N_FOURIER = 16
+N_GRID = 4
 N_SCORES = 4
 N_INTENSITY = 9
+N_BLOB = 14
+# Pixels of a region's box that differ from the ring around it by more than this (grey levels 0..1) make its blob.
+BLOB_CONTRAST = 0.15
 REBUILD = ("iad-export projector --llm HF_DIR --expert ENGINE_DIR --data DATASET --out DIR "
            "(see docs/assistant.md)")
 
@@ -56,7 +61,7 @@ class ProjectorError(ModelLoadError):
 
 def evidence_dim(feature_dim: int) -> int:
     """Length of the evidence vector for an expert with ``feature_dim``-dimensional patch features."""
-    return N_GEOMETRY + N_FOURIER + N_SCORES + N_INTENSITY + feature_dim + 1
+    return N_GEOMETRY + N_FOURIER + N_GRID + N_SCORES + N_INTENSITY + N_BLOB + feature_dim + 1
 
 
 def severity_for_area(area_fraction: float) -> str:
@@ -66,14 +71,13 @@ def severity_for_area(area_fraction: float) -> str:
     return "major" if area_fraction < SEVERITY_AREA[1] else "critical"
 
 
-def _intensity(image: np.ndarray | None, bbox: Sequence[int]) -> np.ndarray:
-    """Pixels of the bbox against a ring around it: bright share, dark share, mean, spread and the 5th / 95th
-    percentiles of the difference (the percentiles keep a defect's own brightness when the box is loose), and
-    the 5th / 95th percentiles of the bbox's own grey levels."""
-    if image is None:
-        return np.zeros(N_INTENSITY, np.float32)
+def _gray(image: np.ndarray) -> np.ndarray:
     gray = image if image.ndim == 2 else image.mean(axis=2)
-    gray = gray.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
+    return gray.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
+
+
+def _box_against_ring(gray: np.ndarray, bbox: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(grey levels of the bbox, their difference to the median of a ring around it, x0, y0 of the box)."""
     h, w = gray.shape
     x0, y0, x1, y1 = (int(v) for v in bbox)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, max(x1, x0 + 1)), min(h, max(y1, y0 + 1))
@@ -84,10 +88,54 @@ def _intensity(image: np.ndarray | None, bbox: Sequence[int]) -> np.ndarray:
     ring_mask[y0 - max(0, y0 - gy) : y0 - max(0, y0 - gy) + inner.shape[0],
               x0 - max(0, x0 - gx) : x0 - max(0, x0 - gx) + inner.shape[1]] = False
     background = float(np.median(outer[ring_mask])) if ring_mask.any() else float(np.median(inner))
-    diff = inner - background
+    return inner, inner - background, x0, y0
+
+
+def _intensity(inner: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    """Pixels of the bbox against a ring around it: bright share, dark share, mean, spread and the 5th / 95th
+    percentiles of the difference (the percentiles keep a defect's own brightness when the box is loose), and
+    the 5th / 95th percentiles of the bbox's own grey levels."""
     p5, p95 = np.percentile(diff, [5, 95])
     v5, v95 = np.percentile(inner, [5, 95])  # the defect's own grey levels (e.g. the fixture showing through a hole)
     return np.array([(diff > 0.15).mean(), (diff < -0.15).mean(), diff.mean(), diff.std(), p5, p95, v5, v95, 1.0],
+                    np.float32)
+
+
+def _grid(c: float) -> list[float]:
+    """Signed, soft distance of a normalised coordinate to the two grid lines of the 3x3 location (1/3, 2/3).
+
+    tanh(12 * (3c - k)): about +-0.1 one pixel from a line of a 448-px frame and saturated a patch away, so the
+    side of a line stays readable where sin/cos are flat. A number, never the location's name: the model still has
+    to learn the grid from the answers."""
+    return [math.tanh(12.0 * (3.0 * c - 1.0)), math.tanh(12.0 * (3.0 * c - 2.0))]
+
+
+def _blob(inner: np.ndarray, diff: np.ndarray, x0: int, y0: int, roi: Sequence[float]) -> np.ndarray:
+    """The largest 8-connected blob of the box's pixels that differ from the ring by more than BLOB_CONTRAST.
+
+    The anomaly map is coarse (one value per 14-px patch of the expert's input, blurred), so a region's box and
+    centroid can sit a fraction of a patch off the defect; the pixels themselves say where the defect is and what
+    shape it has. Centroid (normalised to the ROI, and against the grid lines), area share, fill of its own box,
+    elongation (second moments), thickness (share surviving a 3x3 erosion), its contrast and grey level, its share
+    of all deviating pixels of the box, and a found flag (0: nothing in the box deviates; the block is zeros)."""
+    deviating = (np.abs(diff) > BLOB_CONTRAST).astype(np.uint8)
+    if not deviating.any():
+        return np.zeros(N_BLOB, np.float32)
+    _count, labels, stats, _centroids = cv2.connectedComponentsWithStats(deviating, connectivity=8)
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    comp = labels == k
+    ys, xs = np.nonzero(comp)
+    rx, ry, rw, rh = (float(v) for v in roi)
+    rw, rh = max(rw, 1.0), max(rh, 1.0)
+    cx, cy = (float(xs.mean()) + x0 - rx) / rw, (float(ys.mean()) + y0 - ry) / rh
+    area = int(comp.sum())
+    fill = area / max(1, int(stats[k, cv2.CC_STAT_WIDTH]) * int(stats[k, cv2.CC_STAT_HEIGHT]))
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64)) if area > 2 else np.eye(2)
+    low, high = np.sort(np.linalg.eigvalsh(cov + 1e-3 * np.eye(2)))
+    elongation = math.log(math.sqrt(max(high, 1e-3) / max(low, 1e-3))) / 3.0
+    thick = float(cv2.erode(comp.astype(np.uint8), np.ones((3, 3), np.uint8)).sum()) / area
+    return np.array([cx, cy, *_grid(cx), *_grid(cy), math.sqrt(area / (rw * rh)), fill, elongation, thick,
+                     float(diff[comp].mean()), float(inner[comp].mean()), area / float(deviating.sum()), 1.0],
                     np.float32)
 
 
@@ -133,7 +181,13 @@ def evidence_vector(
         feat, flag = f, 1.0
     else:
         feat, flag = np.zeros(feature_dim, np.float32), 0.0
-    return np.concatenate([np.asarray(geometry + fourier + scores, np.float32), _intensity(image, r["bbox"]),
+    grid = _grid(ncx) + _grid(ncy)
+    if image is None:
+        intensity, blob = np.zeros(N_INTENSITY, np.float32), np.zeros(N_BLOB, np.float32)
+    else:
+        inner, diff, bx0, by0 = _box_against_ring(_gray(image), r["bbox"])
+        intensity, blob = _intensity(inner, diff), _blob(inner, diff, bx0, by0, (rx, ry, rw, rh))
+    return np.concatenate([np.asarray(geometry + fourier + grid + scores, np.float32), intensity, blob,
                            feat, np.array([flag], np.float32)]).astype(np.float32)
 
 

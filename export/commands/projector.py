@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--epochs", type=int, default=24, help="Training epochs (default 24).")
     parser.add_argument("--batch", type=int, default=32, help="Batch size (default 32).")
     parser.add_argument("--lr", type=float, default=5e-3, help="Peak learning rate of the projector (the LLM gets half).")
+    parser.add_argument("--feature-dropout", type=float, default=0.5,
+                        help="Share of training pairs whose pooled patch feature is hidden (as 'unknown'), so geometry and "
+                             "pixels carry the answer on a product look the feature has not seen (default 0.5).")
     parser.add_argument("--budget-s", type=float, default=None, help="Stop training after this many seconds.")
     parser.add_argument("--holdout", type=float, default=0.2, help="Share of images held out for the accuracy check (default 0.2).")
     parser.add_argument("--quant", default="Q8_0", type=str.upper, help="GGUF type of the exported LLM (default Q8_0).")
@@ -52,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     manifest = export_projector(
         args.llm, args.expert, args.data, args.out, recipe=args.recipe, train_llm=args.train_llm, seed=args.seed,
         device=args.device, tokens=args.tokens, hidden=args.hidden, epochs=args.epochs, batch=args.batch, lr=args.lr,
-        budget_s=args.budget_s, holdout=args.holdout, quant=args.quant, pre_tokenizer=args.pre_tokenizer,
+        budget_s=args.budget_s, feature_dropout=args.feature_dropout, holdout=args.holdout, quant=args.quant, pre_tokenizer=args.pre_tokenizer,
         threads=args.threads, progress=not args.no_progress,
     )
     print(f"wrote {args.out / 'projector.json'} + projector.npz (K={manifest['tokens']}, evidence {manifest['evidence']['dim']} dims)")
