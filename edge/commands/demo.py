@@ -36,6 +36,7 @@ from typing import Any
 import cv2
 import paho.mqtt.client as mqtt
 
+from edge.assistant.projector import EVIDENCE_VERSION
 from edge.bank import build_bank
 from edge.commands.options import add_mqtt_options
 from edge.config import load_recipe
@@ -129,13 +130,21 @@ def ensure_bank(recipe: Any, rebuild: bool = False) -> Path:
     return path
 
 
+def _projector_current(path: Path) -> bool:
+    """A projector this runtime loads (same evidence layout): one from an older demo build is rebuilt, not refused later."""
+    try:
+        return bool(json.loads(path.read_text())["evidence"]["version"] == EVIDENCE_VERSION)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def ensure_gguf(recipe: Any) -> bool:
     """Build the tiny Qwen2 GGUF where the recipe's assistant expects it; False when it cannot be built here."""
     model = Path(recipe.assistant.model) if recipe.assistant.model else None
     if model is None:
         return False
     projector = Path(recipe.assistant.projector) if recipe.assistant.projector else None
-    if model.exists() and (model.parent / MANIFEST_NAME).exists() and (projector is None or projector.exists()):
+    if model.exists() and (model.parent / MANIFEST_NAME).exists() and (projector is None or _projector_current(projector)):
         return True
     missing = [name for name in ("llama_cpp", "torch") if importlib.util.find_spec(name) is None]
     if missing:  # quantize + verify need llama_cpp, the export needs torch
