@@ -237,6 +237,23 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def _tiny_qwen35_text(ids: dict[str, int], max_positions: int, init_std: float | None) -> dict[str, Any]:
+    """The tiny Qwen3.5 text model's config (one definition for the causal LM and the VL variant's text model)."""
+    text: dict[str, Any] = dict(
+        vocab_size=ids["n_vocab"], hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=max_positions,
+        rms_norm_eps=1e-6, tie_word_embeddings=True, linear_conv_kernel_dim=4, linear_key_head_dim=16,
+        linear_value_head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4,
+        layer_types=["linear_attention"] * 3 + ["full_attention"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
+                         "mrope_section": [3, 3, 2], "mrope_interleaved": True},
+        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
+    )
+    if init_std is not None:
+        text["initializer_range"] = init_std
+    return text
+
+
 def build_tiny_qwen35(out_dir: Path, seed: int = 0, init_std: float | None = None) -> Path:
     """Save a deterministic random tiny Qwen3.5 causal LM (transformers ``Qwen3_5ForCausalLM``) with its tokenizer.
 
@@ -252,18 +269,7 @@ def build_tiny_qwen35(out_dir: Path, seed: int = 0, init_std: float | None = Non
     from export.tokenizer import build_tiny_tokenizer
 
     ids = build_tiny_tokenizer(out_dir, answers=True)  # whole-word tokens for the region answers (short answers)
-    config = Qwen3_5TextConfig(
-        vocab_size=ids["n_vocab"], hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=512, rms_norm_eps=1e-6,
-        tie_word_embeddings=True, linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16,
-        linear_num_key_heads=2, linear_num_value_heads=4,
-        layer_types=["linear_attention"] * 3 + ["full_attention"],
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
-                         "mrope_section": [3, 3, 2], "mrope_interleaved": True},
-        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
-    )
-    if init_std is not None:
-        config.initializer_range = init_std
+    config = Qwen3_5TextConfig(**_tiny_qwen35_text(ids, max_positions=512, init_std=init_std))
     torch.manual_seed(seed)
     model = Qwen3_5ForCausalLM(config).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -284,18 +290,7 @@ def build_tiny_qwen35_vl(out_dir: Path, seed: int = 0, init_std: float | None = 
     from export.tokenizer import build_tiny_tokenizer
 
     ids = build_tiny_tokenizer(out_dir, vision=True, answers=True)
-    text = dict(
-        vocab_size=ids["n_vocab"], hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048, rms_norm_eps=1e-6,
-        tie_word_embeddings=True, linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16,
-        linear_num_key_heads=2, linear_num_value_heads=4,
-        layer_types=["linear_attention"] * 3 + ["full_attention"],
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
-                         "mrope_section": [3, 3, 2], "mrope_interleaved": True},
-        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None,
-    )
-    if init_std is not None:
-        text["initializer_range"] = init_std
+    text = _tiny_qwen35_text(ids, max_positions=2048, init_std=init_std)
     config = Qwen3_5Config(
         text_config=text,
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
