@@ -227,14 +227,23 @@ def build_tiny_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     model = Qwen2VLForConditionalGeneration(config).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     # The image processor settings of Qwen2-VL (CLIP mean/std), with a small pixel budget for fast tests.
+    _write_preprocessor(out_dir, "Qwen2VLImageProcessor", "Qwen2VLProcessor",
+                        mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711],
+                        patch=14, min_side=56, max_side=112)
+    return out_dir
+
+
+def _write_preprocessor(out_dir: Path, image_processor: str, processor: str, mean: list[float], std: list[float],
+                        patch: int, min_side: int, max_side: int) -> None:
+    """Write a tiny VL model's ``preprocessor_config.json`` (2x2 merge, pixel budget min_side² .. max_side²)."""
     preprocessor = {
-        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor",
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 112 * 112,
+        "image_processor_type": image_processor, "processor_class": processor,
+        "image_mean": mean, "image_std": std,
+        "patch_size": patch, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": min_side * min_side,
+        "max_pixels": max_side * max_side,
         "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True, "rescale_factor": 1 / 255,
     }
     (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
-    return out_dir
 
 
 def _tiny_qwen35_text(ids: dict[str, int], max_positions: int, init_std: float | None) -> dict[str, Any]:
@@ -304,13 +313,8 @@ def build_tiny_qwen35_vl(out_dir: Path, seed: int = 0, init_std: float | None = 
     model = Qwen3_5ForConditionalGeneration(config).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     # Qwen3.5's image processor settings (mean/std 0.5, patch 16), with a small pixel budget for fast tests.
-    preprocessor = {
-        "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor",
-        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
-        "patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": 64 * 64, "max_pixels": 128 * 128,
-        "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True, "rescale_factor": 1 / 255,
-    }
-    (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
+    _write_preprocessor(out_dir, "Qwen2VLImageProcessorFast", "Qwen3VLProcessor", mean=[0.5, 0.5, 0.5],
+                        std=[0.5, 0.5, 0.5], patch=16, min_side=64, max_side=128)
     return out_dir
 
 
