@@ -352,13 +352,13 @@ class AssistantService:
             if self.explainer is None:
                 explanations.append(fallback_explanation(ev, self.explainer_error or "no model"))
                 continue
-            if region_tokens:
-                explanations.append(self.explainer.explain(ev, None, deadline=deadline,
+            imgs = region_images(image, anomaly_map, region, self.recipe.thresholds.pixel) if vision and image is not None else None
+            if region_tokens:  # with an mmproj the crop and overlay follow the region tokens in the same prompt
+                explanations.append(self.explainer.explain(ev, imgs, deadline=deadline,
                                                            vector=self._region_vector(region, features[i], image)))
                 if "consistent" in explanations[-1]:  # the model's claims vs the mask: contradictions are counted on status
                     self.counters["consistent" if explanations[-1]["consistent"] else "contradictions"] += 1
                 continue
-            imgs = region_images(image, anomaly_map, region, self.recipe.thresholds.pixel) if vision and image is not None else None
             explanations.append(self.explainer.explain(ev, imgs, deadline=deadline))
         msg = {
             "trigger_id": job.body.get("trigger_id"),

@@ -9,6 +9,12 @@ verdict and the overlay) and adds what the model said as ``model_location``,
 location equals the mask's. A contradiction is flagged (``consistent: false``,
 and counted on ``status`` by the assistant service), never overwritten.
 
+With ``assistant.mmproj`` beside the projector (a VL text GGUF and its vision
+projector), the region's image crop and its anomaly overlay follow the region
+tokens in the same prompt (``prefix | K region tokens | crop | overlay | suffix``,
+:mod:`edge.assistant.region_mtmd`): the model sees what the expert measured and
+what the pixels look like.
+
 Same interface as :class:`edge.assistant.explain.Explainer` (``explain``,
 ``close``, ``model_path``, ``vision``), so the assistant service uses either.
 :func:`open_explainer` is the one place that chooses between the two paths
@@ -40,9 +46,6 @@ log = logging.getLogger(__name__)
 class RegionExplainer:
     """Explanations of regions read by the language model from injected region tokens."""
 
-    vision = False  # the region tokens replace the image crop; an mmproj is not used on this path
-    mmproj = None
-
     def __init__(
         self,
         model: str | Path,
@@ -54,25 +57,34 @@ class RegionExplainer:
         budget_s: float = 30.0,
         should_pause: Callable[[], bool] | None = None,
         check_sha256: bool = True,
+        mmproj: str | Path | None = None,
+        n_ctx: int = 2048,
     ):
         self.model_path = Path(model)
+        self.mmproj = Path(mmproj) if mmproj is not None else None
+        self.vision = self.mmproj is not None  # the callers then pass the region's crop and overlay
         self.budget_s = budget_s
         self._should_pause = should_pause
         self._pause_until = 0.0
         self._paused_s = 0.0
-        self.reader = RegionReader(projector, model, expert_manifest, threads=threads, gpu_layers=gpu_layers,
-                                   should_pause=self._wait_while_busy if should_pause else None, check_sha256=check_sha256)
+        # region tokens alone fit a short context; an image crop takes up to ~200 positions (448 px, Qwen's 32-px cells)
+        self.reader = RegionReader(projector, model, expert_manifest, n_ctx=n_ctx if self.vision else 256, threads=threads,
+                                   gpu_layers=gpu_layers, should_pause=self._wait_while_busy if should_pause else None,
+                                   check_sha256=check_sha256, mmproj=self.mmproj)
         self.feature_dim = self.reader.projector.feature_dim
+        if self.vision and not self.reader.trained_with_image:
+            log.warning("%s was trained without the image crop in the prompt: with the mmproj the model sees region "
+                        "tokens and crop together, which it was not trained for", self.reader.projector.path)
 
     @classmethod
     def from_config(cls, cfg: Any, expert_manifest: str | Path | None, model: str | Path | None = None,
-                    should_pause: Callable[[], bool] | None = None) -> RegionExplainer:
+                    should_pause: Callable[[], bool] | None = None, mmproj: str | Path | None = None) -> RegionExplainer:
 
         model = model or cfg.model
         if model is None:
             raise ExplanationError("no GGUF model: set assistant.model in the recipe or pass --model FILE.gguf")
         return cls(model, cfg.projector, expert_manifest, threads=cfg.threads, gpu_layers=cfg.gpu_layers,
-                   budget_s=cfg.job_budget_s, should_pause=should_pause)
+                   budget_s=cfg.job_budget_s, should_pause=should_pause, mmproj=mmproj, n_ctx=cfg.n_ctx)
 
     def _wait_while_busy(self) -> bool:
         """Called before every prefill chunk and token: sleep while the lane is busy (up to the answer's deadline)."""
@@ -86,14 +98,16 @@ class RegionExplainer:
 
     def explain(self, ev: dict[str, Any], images: Sequence[np.ndarray] | None = None,
                 deadline: float | None = None, vector: np.ndarray | None = None) -> dict[str, Any]:
-        """Explain one region from its evidence vector (``vector``; see :func:`edge.assistant.projector.evidence_vector`)."""
+        """Explain one region from its evidence vector (``vector``; see :func:`edge.assistant.projector.evidence_vector`)
+        and, with an mmproj, its ``images`` (crop and overlay from :func:`edge.assistant.evidence.region_images`)."""
         start = time.monotonic()
         end = start + self.budget_s if deadline is None else min(deadline, start + self.budget_s)
         if vector is None:
             return fallback_explanation(ev, "no region tokens: the frame or the region's feature was not available")
         self._pause_until, self._paused_s = end, 0.0
+        shown = list(images) if self.vision and images else []
         try:
-            answer = self.reader.ask(vector, deadline=end)
+            answer = self.reader.ask(vector, deadline=end, images=shown)
         except Exception as exc:  # a failing model must not kill the assistant loop
             log.warning("region explanation failed: %s", exc)
             return fallback_explanation(ev, f"{type(exc).__name__}: {exc}")
@@ -121,6 +135,7 @@ class RegionExplainer:
             "model_severity": claims["severity"],
             "consistent": consistent,
             "region_tokens": self.reader.projector.tokens,
+            "images": len(shown),
             "candidates": ev.get("candidates", []),
             "finish": answer["finish"],
             "tokens": len(answer["tokens"]),
@@ -140,18 +155,13 @@ def open_explainer(recipe: Any, model: str | Path | None = None, mmproj: str | P
 
     The single choice of path for the assistant service and ``iad-edge explain``, so that a quality engineer's
     explanation of an archived frame comes from the same model path as the line's. ``model`` / ``mmproj``
-    override the recipe's. An mmproj together with a projector is refused rather than silently dropped: on the
-    region-token path the region tokens stand for the region (no image crop is sent).
+    override the recipe's. With a projector and an mmproj, the region tokens and the region's image crop go into
+    one prompt; an mmproj llama.cpp cannot pair with the text GGUF is refused (one line naming the file).
     """
     cfg = recipe.assistant
     if cfg.projector:
-        image_model = mmproj or cfg.mmproj
-        if image_model is not None:
-            raise ExplanationError(
-                f"{image_model}: an mmproj (--mmproj / assistant.mmproj) with assistant.projector: the region-token path "
-                "sends no image crop; drop the mmproj, or drop assistant.projector to use the image path")
         return RegionExplainer.from_config(cfg, manifest_path_for(recipe.expert.model), model=model,
-                                           should_pause=should_pause)
+                                           should_pause=should_pause, mmproj=mmproj or cfg.mmproj)
     return Explainer.from_config(cfg, model=model, mmproj=mmproj, should_pause=should_pause)
 
 

@@ -8,6 +8,11 @@ batches itself, next to ordinary token batches, in one sequence:
 
     prompt prefix (tokens) | K region embeddings | prompt suffix (tokens) -> answer
 
+A segment can also be an image tokenized by llama.cpp's multimodal library
+(:class:`edge.assistant.region_mtmd.ImageSegment`, with an mmproj): it brings its
+own prefill steps (wrapper text, vision encoder, image embeddings at mtmd's
+positions), evaluated on this context in the same sequence.
+
 Positions. Plain RoPE models take one position per token. M-RoPE models
 (Qwen2-VL, Qwen3.5: ``llama_model_rope_type`` MROPE/IMROPE) take 4 positions
 per *embedding* (section-major: ``pos[j * n + i]``) while a token batch takes
@@ -16,9 +21,10 @@ one that llama.cpp broadcasts to all 4 sections. Region tokens are text-like
 exactly what a token at that place would get, and what transformers computes
 for ``inputs_embeds`` without an image grid (the parity tests check it).
 
-Yielding: every chunk of the prefill (16 tokens, or the K region embeddings)
-and every generated token is preceded by ``should_pause()`` checks, so the
-injected prefill yields to the real-time lane like the text prompt does.
+Yielding: every step of the prefill (16 tokens, the K region embeddings, an
+image's encoder pass and each 16-embedding piece of its decode) and every
+generated token is preceded by ``should_pause()`` checks, so the injected
+prefill yields to the real-time lane like the text prompt does.
 
 Extra weight buffers (llama.cpp's repack/AMX CPU kernels) are off by default:
 on a CPU with AMX the AMX matmul crashed (SIGSEGV in ``ggml_backend_amx_mul_mat``)
@@ -43,7 +49,8 @@ from edge.errors import ModelLoadError
 PREFILL_CHUNK = 16  # tokens evaluated between two checks of the lane's busy flag
 _HYBRID_ARCHS = ("qwen35", "qwen35moe", "qwen3next")
 
-Segment = Sequence[int] | np.ndarray  # token ids (1-D ints) or embeddings ([n, n_embd] float32)
+Segment = Any  # token ids (1-D ints), embeddings ([n, n_embd] float32), or an object with prefill_steps(lm, chunk)
+Step = Callable[[bool], None]  # one prefill step; the argument: keep the logits of its last position
 
 
 def _llama_cpp():  # type: ignore[no-untyped-def]
@@ -109,6 +116,9 @@ class RegionLM:
         self.model = lc.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self.model:
             raise ModelLoadError(f"{self.path}: llama.cpp could not load it")
+        n_train = int(lc.llama_model_n_ctx_train(self.model))
+        if n_train > 0:  # more than the model was trained for is useless here (and llama.cpp warns on stderr)
+            n_ctx = min(n_ctx, n_train)
         cp = lc.llama_context_default_params()
         cp.n_ctx = n_ctx
         cp.n_batch = n_ctx
@@ -121,11 +131,15 @@ class RegionLM:
             raise ModelLoadError(f"{self.path}: llama.cpp could not create a context (n_ctx {n_ctx})")
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_embd = int(lc.llama_model_n_embd(self.model))
+        # width of input embeddings: an mmproj's output can be wider than n_embd (e.g. Qwen3-VL's deepstack)
+        n_inp = getattr(lc, "llama_model_n_embd_inp", None)
+        self.n_embd_inp = int(n_inp(self.model)) if n_inp is not None else self.n_embd
         self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
         self.n_ctx = n_ctx
         rope = int(lc.llama_model_rope_type(self.model))
         self.n_pos_per_embd = 4 if rope in (lc.LLAMA_ROPE_TYPE_MROPE, lc.LLAMA_ROPE_TYPE_IMROPE) else 1
-        self.n_past = 0
+        self.n_past = 0  # next position of the sequence
+        self.n_kv = 0  # cells of the sequence in the KV cache (an M-RoPE image takes more cells than positions)
 
     # ------------------------------------------------------------------ text
     def tokenize(self, text: str, special: bool = True) -> list[int]:
@@ -161,14 +175,18 @@ class RegionLM:
         """Forget the sequence (KV cache and recurrent state)."""
         self._lc.llama_memory_clear(self._lc.llama_get_memory(self.ctx), True)
         self.n_past = 0
+        self.n_kv = 0
 
-    def _decode(self, tokens: Sequence[int] | None, embd: np.ndarray | None, want_logits: bool) -> None:
+    def _decode(self, tokens: Sequence[int] | None, embd: np.ndarray | None, want_logits: bool,
+                positions: np.ndarray | None = None, advance: int | None = None) -> None:
+        """One ``llama_decode`` of tokens or embeddings at the next positions (or ``positions``: section-major,
+        ``n_pos_per_embd * n`` values, for an image's grid), then ``n_past += advance`` (default: n)."""
         lc = self._lc
         n = len(tokens) if tokens is not None else int(embd.shape[0])  # type: ignore[union-attr]
         if n == 0:
             return
-        if self.n_past + n > self.n_ctx:
-            raise RuntimeError(f"prompt of {self.n_past + n} tokens does not fit the context ({self.n_ctx})")
+        if self.n_kv + n > self.n_ctx:
+            raise RuntimeError(f"prompt of {self.n_kv + n} tokens does not fit the context ({self.n_ctx})")
         batch = lc.llama_batch()
         keep: list[Any] = []
         batch.n_tokens = n
@@ -179,13 +197,18 @@ class RegionLM:
             positions = np.arange(self.n_past, self.n_past + n, dtype=np.int32)
         else:
             e = np.ascontiguousarray(embd, dtype=np.float32)
-            if e.ndim != 2 or e.shape[1] != self.n_embd:
+            if e.ndim != 2 or e.shape[1] not in (self.n_embd, self.n_embd_inp):
                 raise ValueError(f"embeddings of shape {e.shape} do not match the model's hidden size {self.n_embd}")
+            if e.shape[1] < self.n_embd_inp:  # region tokens on a model with wider inputs (deepstack): zero extra slices (untested)
+                e = np.pad(e, ((0, 0), (0, self.n_embd_inp - e.shape[1])))
             keep.append(e)
             batch.embd = e.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-            # M-RoPE: n_pos_per_embd positions per embedding, section-major; text-like tokens: the same in every section
-            positions = np.tile(np.arange(self.n_past, self.n_past + n, dtype=np.int32), self.n_pos_per_embd)
-        positions = np.ascontiguousarray(positions)
+            if positions is None:
+                # M-RoPE: n_pos_per_embd positions per embedding, section-major; text-like tokens: the same in every section
+                positions = np.tile(np.arange(self.n_past, self.n_past + n, dtype=np.int32), self.n_pos_per_embd)
+            elif positions.size != n * self.n_pos_per_embd:
+                raise ValueError(f"{positions.size} positions for {n} embeddings ({self.n_pos_per_embd} per embedding)")
+        positions = np.ascontiguousarray(positions, dtype=np.int32)
         keep.append(positions)
         batch.pos = positions.ctypes.data_as(ctypes.POINTER(lc.llama_pos))
         n_seq = (ctypes.c_int32 * n)(*([1] * n))
@@ -197,27 +220,31 @@ class RegionLM:
         rc = lc.llama_decode(self.ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode failed (return code {rc})")
-        self.n_past += n
+        self.n_past += n if advance is None else advance
+        self.n_kv += n
 
     def prefill(self, segments: Sequence[Segment], should_pause: Callable[[], bool] | None = None,
                 chunk: int = PREFILL_CHUNK) -> None:
-        """Evaluate the prompt: token segments in ``chunk``-token pieces, embedding segments in one batch each.
+        """Evaluate the prompt: token segments in ``chunk``-token pieces, embedding segments in one batch each,
+        image segments in their own steps (``prefill_steps``: encoder pass, then ``chunk``-embedding pieces).
 
-        ``should_pause`` is polled (and waited on while true) before every chunk.
+        ``should_pause`` is polled (and waited on while true) before every step.
         The logits of the last prompt position are kept for the first answer token.
         """
-        pieces: list[tuple[list[int] | None, np.ndarray | None]] = []
+        steps: list[Step] = []
         for seg in segments:
             if isinstance(seg, np.ndarray) and seg.ndim == 2:
                 if len(seg):
-                    pieces.append((None, seg))
+                    steps.append(lambda last, e=seg: self._decode(None, e, last))
+            elif hasattr(seg, "prefill_steps"):
+                steps += seg.prefill_steps(self, chunk)
             else:
                 ids = [int(t) for t in seg]
-                pieces += [(ids[i : i + chunk], None) for i in range(0, len(ids), chunk)]
-        for i, (tokens, embd) in enumerate(pieces):
+                steps += [lambda last, t=ids[i : i + chunk]: self._decode(t, None, last) for i in range(0, len(ids), chunk)]
+        for i, step in enumerate(steps):
             if should_pause is not None:
                 should_pause()
-            self._decode(tokens, embd, want_logits=i == len(pieces) - 1)
+            step(i == len(steps) - 1)
 
     def logits(self) -> np.ndarray:
         """Logits of the last evaluated position (float32 copy, [n_vocab])."""

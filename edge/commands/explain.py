@@ -9,8 +9,10 @@ The path is the assistant service's (:func:`edge.assistant.region_explain.open_e
 with ``assistant.projector`` in the recipe each region enters the model as
 injected region tokens, and the explanation adds the model's own claims
 (``model_location``, ``model_defect_type``, ``model_severity``) and
-``consistent`` (the model's location equals the mask's); without one, the
-model reads the region's measurements as text (and, with an mmproj, the crop).
+``consistent`` (the model's location equals the mask's), and with an mmproj the
+region's crop and overlay follow the region tokens in the same prompt; without a
+projector, the model reads the region's measurements as text (and, with an
+mmproj, the crop).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="Image to inspect (gray or colour, 8 or 16 bit).")
     p.add_argument("--model", type=Path, help="GGUF language model (default: assistant.model of the recipe).")
     p.add_argument("--mmproj", type=Path, help="GGUF vision projector; the crop and mask overlay go in as images "
-                   "(text path only: refused with assistant.projector).")
+                   "(with assistant.projector: after the region tokens, in the same prompt).")
     p.add_argument("--out", type=Path, required=True,
                    help="Output JSON file (replaced if it exists; written only when everything succeeded).")
     p.set_defaults(func=run)
@@ -67,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
         for i, region in enumerate(result.regions[: cfg.max_regions]):
             cands = match_candidates(prototypes, region.feature, cfg.top_k)
             ev = region_evidence(region, i, result.score, thresholds, cands, (image.shape[1], image.shape[0]))
+            imgs = region_images(image, result.anomaly_map, region, recipe.thresholds.pixel) if explainer.vision else None
             if isinstance(explainer, RegionExplainer):
                 vector = region_vector(recipe, region, region.feature, explainer.feature_dim, image)
-                explanations.append(explainer.explain(ev, None, vector=vector))
+                explanations.append(explainer.explain(ev, imgs, vector=vector))
                 continue
-            imgs = region_images(image, result.anomaly_map, region, recipe.thresholds.pixel) if explainer.vision else None
             explanations.append(explainer.explain(ev, imgs))
     finally:
         explainer.close()
