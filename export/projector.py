@@ -59,6 +59,7 @@ PROMPT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"  # short: prompt + K + ans
 
 
 FEATURE_DROPOUT = 0.5  # see train()
+SHIFTED_PAIRS = 2  # training pairs per image from the ground truth moved like an expert region (shifted_region)
 
 
 class ProjectorExportError(ExportError):
@@ -157,7 +158,7 @@ def write_part_dataset(folder: Path, n: int, seed: int, width: int, height: int,
 
 
 def collect_all_cases(datasets: Sequence[Any], recipe_path: Path, auto_threshold: bool, feature_dim: int,
-                      progress: bool) -> tuple[list[Any], dict[str, Any]]:
+                      progress: bool, shifted: int = 0, seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
     """Cases of every category of every dataset (see :func:`edge.evaluation.understanding.collect_cases`)."""
     from edge.bank import build_bank
     from edge.config import load_recipe
@@ -184,7 +185,8 @@ def collect_all_cases(datasets: Sequence[Any], recipe_path: Path, auto_threshold
             recipe = base.model_copy(update={"thresholds": base.thresholds.model_copy(update={"pixel": pixel})})
             summary["thresholds"][f"{dataset.root.name}/{category.name}"] = pixel
         inspector = Inspector(recipe, expert)
-        found = collect_cases(inspector, recipe, category, read_image, feature_dim, progress=False, train=train)
+        found = collect_cases(inspector, recipe, category, read_image, feature_dim, progress=False, train=train,
+                              shifted=shifted, seed=seed)
         cases += found
         summary["datasets"].append({"root": str(dataset.root), "category": category.name, "cases": len(found)})
     return cases, summary
@@ -195,7 +197,7 @@ def _pairs(cases: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
     xs, ys = [], []
     for c in cases:
         target = answer_text(c.location, c.defect_type, c.severity)
-        for ev in (c.oracle, c.predicted):
+        for ev in (c.oracle, c.predicted, *c.shifted):
             if ev is not None:
                 xs.append(ev)
                 ys.append(target)
@@ -340,6 +342,7 @@ def export_projector(
     lr: float = 5e-3,
     budget_s: float | None = None,
     feature_dropout: float = FEATURE_DROPOUT,
+    shifted_pairs: int = SHIFTED_PAIRS,
     holdout: float = 0.2,
     quant: str = "Q8_0",
     pre_tokenizer: str | None = None,
@@ -358,6 +361,8 @@ def export_projector(
         raise ProjectorExportError("--device cuda: torch sees no CUDA device (this torch is CPU-only or no GPU is present)")
     if not 0.0 <= feature_dropout < 1.0:
         raise ProjectorExportError(f"--feature-dropout must be in [0, 1) (got {feature_dropout})")
+    if not 0 <= shifted_pairs <= 16:
+        raise ProjectorExportError(f"--shifted-pairs must be between 0 and 16 (got {shifted_pairs})")
     if not 0.0 < holdout < 1.0:
         raise ProjectorExportError(f"--holdout must be between 0 and 1 (got {holdout})")
     torch.set_num_threads(max(1, threads))
@@ -368,7 +373,8 @@ def export_projector(
         stage.mkdir()
         datasets = _datasets(data, work, seed)
         rpath = recipe_path or _expert_recipe(expert_dir, info["manifest"], work, threads)
-        cases, summary = collect_all_cases(datasets, rpath, recipe_path is None, info["feature_dim"], progress)
+        cases, summary = collect_all_cases(datasets, rpath, recipe_path is None, info["feature_dim"], progress,
+                                           shifted=shifted_pairs, seed=seed)
         if len(cases) < 10:
             raise ProjectorExportError(f"only {len(cases)} defective images with masks in --data; need at least 10")
         order = np.random.default_rng(seed).permutation(len(cases))
@@ -407,12 +413,12 @@ def export_projector(
             "expert": {"manifest": str(info["manifest_path"].resolve()), "sha256": sha256_file(info["manifest_path"])},
             "llm": {"gguf": gguf_name, "sha256": gmanifest["files"][gguf_name]["sha256"], "quant": quant,
                     "architecture": gmanifest.get("architecture"), "hf_dir": str(llm_dir.resolve()), "trained": train_llm},
-            "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX},
+            "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "image": False},
             "answer": {"locations": list(LOCATIONS), "defect_types": types, "severities": list(SEVERITIES),
                        "severity_area": list(SEVERITY_AREA)},
             "data": {**summary, "specs": list(data), "cases": len(cases), "train_images": len(fit), "holdout_images": len(held),
                      "train_pairs": len(targets), "types": {t: sum(c.defect_type == t for c in cases) for t in types}},
-            "train": {**result["stats"], "seed": seed, "device": device, "train_llm": train_llm},
+            "train": {**result["stats"], "seed": seed, "device": device, "train_llm": train_llm, "shifted_pairs": shifted_pairs},
         }
         assert int(x.shape[1]) == evidence_dim(info["feature_dim"])
         (stage / PROJECTOR_JSON).write_text(json.dumps(manifest, indent=2) + "\n")

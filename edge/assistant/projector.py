@@ -38,7 +38,7 @@ from edge.types import Region
 PROJECTOR_FORMAT = "iad-projector/1"
 PROJECTOR_JSON = "projector.json"
 PROJECTOR_NPZ = "projector.npz"
-EVIDENCE_VERSION = 2
+EVIDENCE_VERSION = 3
 LOCATIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
 SEVERITIES = ("minor", "major", "critical")
 # Severity labels of the training targets: share of the inspected area covered by the defect.
@@ -46,11 +46,13 @@ SEVERITY_AREA = (0.004, 0.012)
 N_GEOMETRY = 12
 N_FOURIER = 16
 N_GRID = 4
+GRID_SLOPE = 60.0  # see _grid
 N_SCORES = 4
 N_INTENSITY = 9
 N_BLOB = 14
 # Pixels of a region's box that differ from the ring around it by more than this (grey levels 0..1) make its blob.
 BLOB_CONTRAST = 0.15
+BLOB_MIN_PX = 4  # smaller deviating blobs are noise, not candidates for the region's blob
 REBUILD = ("iad-export projector --llm HF_DIR --expert ENGINE_DIR --data DATASET --out DIR "
            "(see docs/assistant.md)")
 
@@ -104,25 +106,38 @@ def _intensity(inner: np.ndarray, diff: np.ndarray) -> np.ndarray:
 def _grid(c: float) -> list[float]:
     """Signed, soft distance of a normalised coordinate to the two grid lines of the 3x3 location (1/3, 2/3).
 
-    tanh(12 * (3c - k)): about +-0.1 one pixel from a line of a 448-px frame and saturated a patch away, so the
-    side of a line stays readable where sin/cos are flat. A number, never the location's name: the model still has
-    to learn the grid from the answers."""
-    return [math.tanh(12.0 * (3.0 * c - 1.0)), math.tanh(12.0 * (3.0 * c - 2.0))]
+    tanh(GRID_SLOPE * (3c - k)): about +-0.4 one pixel from a line of a 448-px frame, +-0.85 three pixels away and
+    saturated beyond, so the side of a line stays readable where sin/cos are flat. Why so steep: with a slope of 12
+    (layout v2) a defect centred 2-5 px from a line gave +-0.1..0.3, and the trained tiny model answered the wrong
+    side for most such parts although the centroid was right. A number, never the location's name: the model still
+    has to learn the grid from the answers."""
+    return [math.tanh(GRID_SLOPE * (3.0 * c - 1.0)), math.tanh(GRID_SLOPE * (3.0 * c - 2.0))]
 
 
-def _blob(inner: np.ndarray, diff: np.ndarray, x0: int, y0: int, roi: Sequence[float]) -> np.ndarray:
-    """The largest 8-connected blob of the box's pixels that differ from the ring by more than BLOB_CONTRAST.
+def _blob(inner: np.ndarray, diff: np.ndarray, x0: int, y0: int, roi: Sequence[float],
+          anchor: tuple[float, float]) -> np.ndarray:
+    """The 8-connected blob of the box's deviating pixels (differing from the ring by more than BLOB_CONTRAST)
+    nearest to the region's centroid ``anchor`` (frame pixels).
 
     The anomaly map is coarse (one value per 14-px patch of the expert's input, blurred), so a region's box and
     centroid can sit a fraction of a patch off the defect; the pixels themselves say where the defect is and what
-    shape it has. Centroid (normalised to the ROI, and against the grid lines), area share, fill of its own box,
+    shape it has. Why the nearest blob and not the largest: a box that reaches into a feature every good part has
+    (a machined hole, an edge) holds a large deviating blob that is not the defect; the region's centroid is where
+    the expert's evidence is. Measured on held-out synthetic parts (four looks, 360 parts): the blob's 3x3 location
+    agrees with the mask's for 95-97 % of the expert's regions with the nearest blob, 92-95 % with the largest.
+    Blobs under BLOB_MIN_PX pixels (sensor noise) are not candidates.
+    Centroid (normalised to the ROI, and against the grid lines), area share, fill of its own box,
     elongation (second moments), thickness (share surviving a 3x3 erosion), its contrast and grey level, its share
     of all deviating pixels of the box, and a found flag (0: nothing in the box deviates; the block is zeros)."""
     deviating = (np.abs(diff) > BLOB_CONTRAST).astype(np.uint8)
     if not deviating.any():
         return np.zeros(N_BLOB, np.float32)
-    _count, labels, stats, _centroids = cv2.connectedComponentsWithStats(deviating, connectivity=8)
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    _count, labels, stats, centroids = cv2.connectedComponentsWithStats(deviating, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    distance = np.hypot(centroids[1:, 0] + x0 - anchor[0], centroids[1:, 1] + y0 - anchor[1])
+    if (areas >= BLOB_MIN_PX).any():
+        distance = np.where(areas >= BLOB_MIN_PX, distance, np.inf)
+    k = 1 + int(np.argmin(distance))
     comp = labels == k
     ys, xs = np.nonzero(comp)
     rx, ry, rw, rh = (float(v) for v in roi)
@@ -186,7 +201,7 @@ def evidence_vector(
         intensity, blob = np.zeros(N_INTENSITY, np.float32), np.zeros(N_BLOB, np.float32)
     else:
         inner, diff, bx0, by0 = _box_against_ring(_gray(image), r["bbox"])
-        intensity, blob = _intensity(inner, diff), _blob(inner, diff, bx0, by0, (rx, ry, rw, rh))
+        intensity, blob = _intensity(inner, diff), _blob(inner, diff, bx0, by0, (rx, ry, rw, rh), (cx, cy))
     return np.concatenate([np.asarray(geometry + fourier + grid + scores, np.float32), intensity, blob,
                            feat, np.array([flag], np.float32)]).astype(np.float32)
 

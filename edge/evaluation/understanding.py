@@ -59,6 +59,7 @@ class RegionCase:
     oracle: np.ndarray  # evidence vector of the ground-truth region
     predicted: np.ndarray | None  # evidence vector of the matched expert region (None: the expert found none)
     predicted_location: str | None = None  # the matched region's own 3×3 location (mask geometry)
+    shifted: list[np.ndarray] = field(default_factory=list)  # training only: see shifted_region
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +108,29 @@ def oracle_region(mask: np.ndarray, result: Any, recipe: Any, patch_size: int) -
     return region
 
 
+def shifted_region(truth: Region, patch_px: float, frame: tuple[int, int], rng: np.random.Generator) -> Region:
+    """The ground-truth region moved and grown the way the expert's regions differ from it (training data only).
+
+    Why: the expert's map is one value per patch, blurred, so its region's box grows up to a patch beyond the
+    defect (sometimes clips it) and its centroid sits up to about half a patch off; near a grid line that puts the
+    region's own geometry on the wrong side while the pixel blob inside the box stays right. Ground-truth pairs
+    never show that disagreement and the expert's pairs show it rarely (5-14 % of them), so a model trained on
+    those alone leans on the region's centroid. Each side moves by U(-0.25, 1) patch, the centroid by U(-0.6, 0.6)
+    patch per axis; scores and pooled feature stay the truth's.
+    """
+    h, w = frame
+    x0, y0, x1, y1 = truth.bbox
+    grow = rng.uniform(-0.25, 1.0, size=4) * patch_px
+    box = [int(max(0, x0 - grow[0])), int(max(0, y0 - grow[1])), int(min(w, x1 + grow[2])), int(min(h, y1 + grow[3]))]
+    box = [box[0], box[1], max(box[2], box[0] + 1), max(box[3], box[1] + 1)]
+    cx, cy = (float(v) for v in (truth.centroid or ((x0 + x1) / 2, (y0 + y1) / 2)))
+    cx = float(np.clip(cx + rng.uniform(-0.6, 0.6) * patch_px, box[0], box[2] - 1))
+    cy = float(np.clip(cy + rng.uniform(-0.6, 0.6) * patch_px, box[1], box[3] - 1))
+    area = int(min((box[2] - box[0]) * (box[3] - box[1]), truth.area_px * rng.uniform(1.0, 2.0)))
+    return Region(bbox=box, area_px=area, centroid=[cx, cy], peak=truth.peak, mean=truth.mean,
+                  location=truth.location, feature=truth.feature)
+
+
 def collect_cases(
     inspector: Any,
     recipe: Any,
@@ -115,11 +139,14 @@ def collect_cases(
     feature_dim: int,
     progress: bool = False,
     train: Sequence[Path] | None = None,
+    shifted: int = 0,
+    seed: int = 0,
 ) -> list[RegionCase]:
     """Bank from the category's good images, then one :class:`RegionCase` per defective test image.
 
     A defective image without a mask file is an error naming it (the location
-    cannot be known); an empty mask is skipped with a warning.
+    cannot be known); an empty mask is skipped with a warning. ``shifted``: evidence vectors of that many
+    :func:`shifted_region` copies of the ground truth per image (training pairs; deterministic per ``seed``).
     """
 
 
@@ -147,12 +174,16 @@ def collect_cases(
         roi = ((recipe.roi.x, recipe.roi.y, recipe.roi.width, recipe.roi.height) if recipe.roi is not None
                else (0, 0, image.shape[1], image.shape[0]))
         matched = match_region(result.regions, truth.bbox)
+        rng = np.random.default_rng([seed, len(cases)])
+        patch_px = patch * max(roi[2], roi[3]) / recipe.tiling.resolution if recipe.tiling.mode == "resize" else patch
+        moved = [shifted_region(truth, patch_px, (image.shape[0], image.shape[1]), rng) for _ in range(shifted)]
         cases.append(RegionCase(
             path=sample.path, category=category.name, defect_type=sample.defect_type, location=truth.location,
             severity=severity_for_area(truth.area_px / float(roi[2] * roi[3])),
             oracle=evidence_vector(truth, roi, truth.feature, feature_dim, thr, image),
             predicted=None if matched is None else evidence_vector(matched, roi, matched.feature, feature_dim, thr, image),
             predicted_location=None if matched is None else matched.location,
+            shifted=[evidence_vector(m, roi, m.feature, feature_dim, thr, image) for m in moved],
         ))
     return cases
 

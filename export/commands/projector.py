@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--feature-dropout", type=float, default=0.5,
                         help="Share of training pairs whose pooled patch feature is hidden (as 'unknown'), so geometry and "
                              "pixels carry the answer on a product look the feature has not seen (default 0.5).")
+    parser.add_argument("--shifted-pairs", type=int, default=2,
+                        help="Extra training pairs per image: the ground-truth region moved and grown as the expert's regions "
+                             "are (up to a patch), so the model learns to trust the pixels over the region's centroid (default 2).")
     parser.add_argument("--budget-s", type=float, default=None, help="Stop training after this many seconds.")
     parser.add_argument("--holdout", type=float, default=0.2, help="Share of images held out for the accuracy check (default 0.2).")
     parser.add_argument("--quant", default="Q8_0", type=str.upper, help="GGUF type of the exported LLM (default Q8_0).")
@@ -55,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     manifest = export_projector(
         args.llm, args.expert, args.data, args.out, recipe=args.recipe, train_llm=args.train_llm, seed=args.seed,
         device=args.device, tokens=args.tokens, hidden=args.hidden, epochs=args.epochs, batch=args.batch, lr=args.lr,
-        budget_s=args.budget_s, feature_dropout=args.feature_dropout, holdout=args.holdout, quant=args.quant, pre_tokenizer=args.pre_tokenizer,
+        budget_s=args.budget_s, feature_dropout=args.feature_dropout, shifted_pairs=args.shifted_pairs, holdout=args.holdout, quant=args.quant, pre_tokenizer=args.pre_tokenizer,
         threads=args.threads, progress=not args.no_progress,
     )
     print(f"wrote {args.out / 'projector.json'} + projector.npz (K={manifest['tokens']}, evidence {manifest['evidence']['dim']} dims)")
